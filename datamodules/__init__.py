@@ -1,0 +1,1 @@
+"""LightningDataModules: corpora (download, cache, split), tokenizers and batching."""

@@ -1,0 +1,87 @@
+"""Datasets over a flat token array: random training windows and exhaustive validation windows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+
+def load_tokens(path: str | Path) -> np.ndarray:
+    """A token file written by the data modules: a flat, memory-mapped uint16 array."""
+    return np.memmap(path, dtype=np.uint16, mode="r")
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class RandomWindows(IterableDataset):
+    """An endless stream of (x, y) batches of random windows, y = x shifted by one (nanoGPT's get_batch).
+
+    Each (rank, worker) draws from its own seeded generator, so DDP ranks and loader workers see
+    different windows; `start_step` reseeds a resumed run so it does not replay the first batches.
+    Yields whole batches (B, T): use it with DataLoader(batch_size=None).
+    """
+
+    def __init__(self, path: str | Path, block_size: int, batch_size: int, *, seed: int = 0, start_step: int = 0):
+        self.path, self.block_size, self.batch_size = Path(path), block_size, batch_size
+        self.seed, self.start_step = seed, start_step
+        n = len(load_tokens(self.path))
+        if n <= block_size:
+            raise ValueError(f"data.block_size={block_size} needs more than {n} training tokens")
+
+    def __iter__(self):
+        data = load_tokens(self.path)
+        rank, _ = _rank_and_world()
+        worker = get_worker_info()
+        rng = np.random.default_rng([self.seed, rank, worker.id if worker else 0, self.start_step])
+        t = self.block_size
+        offsets = np.arange(t + 1)
+        while True:
+            starts = rng.integers(0, len(data) - t, size=self.batch_size)
+            chunk = torch.from_numpy(data[starts[:, None] + offsets].astype(np.int64))  # (B, T + 1)
+            yield chunk[:, :-1], chunk[:, 1:]
+
+
+class EvalWindows(Dataset):
+    """Non-overlapping windows that cover every target token of a split exactly once.
+
+    The last window is aligned to the end of the split; targets it shares with the previous window
+    are set to -1 (ignored by the loss), so the mean loss is over each token once.
+    """
+
+    def __init__(self, path: str | Path, block_size: int):
+        self.path, self.block_size = Path(path), block_size
+        n = len(load_tokens(self.path))
+        if n <= block_size:
+            raise ValueError(
+                f"data.block_size={block_size} is too large for the validation split ({n} tokens): "
+                f"lower data.block_size or enlarge the split"
+            )
+        self.n_targets = n - 1
+        self.starts = list(range(0, self.n_targets - block_size + 1, block_size))
+        covered = self.starts[-1] + block_size
+        self.tail_overlap = 0
+        if covered < self.n_targets:
+            last = self.n_targets - block_size
+            self.tail_overlap = covered - last
+            self.starts.append(last)
+        self._data: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._data is None:
+            self._data = load_tokens(self.path)
+        s, t = self.starts[i], self.block_size
+        chunk = torch.from_numpy(self._data[s : s + t + 1].astype(np.int64))
+        x, y = chunk[:-1], chunk[1:].clone()
+        if i == len(self.starts) - 1 and self.tail_overlap:
+            y[: self.tail_overlap] = -1
+        return x, y

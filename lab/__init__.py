@@ -1,0 +1,1 @@
+"""Glue for the entry points: config resolvers, logger set-up, checkpoint loading, time estimates."""

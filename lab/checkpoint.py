@@ -1,0 +1,48 @@
+"""Load a LightningModule back from a checkpoint alone, with clear errors for wrong files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+
+
+def module_class(family: str) -> type[L.LightningModule]:
+    if family == "gpt":
+        from lightning_modules.gpt import GPTLitModule
+
+        return GPTLitModule
+    raise ValueError(f"unknown model family {family!r}")
+
+
+def read_checkpoint(path: str | Path, *, field: str = "ckpt_path") -> dict:
+    """torch.load a checkpoint on CPU; a missing or unreadable file raises naming `field`."""
+    p = Path(str(path)).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"{field}={path} does not exist (no such file)")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ValueError(f"{field}={path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "tformer_family" not in ckpt:
+        raise ValueError(f"{field}={path} is not a tformer-lab checkpoint (written by train.py)")
+    return ckpt
+
+
+def check_family(ckpt: dict, family: str, *, field: str = "ckpt_path", path: str = "") -> None:
+    found = ckpt["tformer_family"]
+    if found != family:
+        raise ValueError(f"{field}={path} holds a {found} model, but this needs a {family} checkpoint")
+
+
+def load_module(path: str | Path, family: str, *, field: str = "ckpt_path", device: str = "cpu") -> L.LightningModule:
+    """Rebuild the model (and its tokenizer) from the hyperparameters saved in the checkpoint."""
+    ckpt = read_checkpoint(path, field=field)
+    check_family(ckpt, family, field=field, path=str(path))
+    hparams = dict(ckpt["hyper_parameters"])
+    hparams["compile"] = False
+    module = module_class(family)(**hparams)
+    module.on_load_checkpoint(ckpt)
+    module.load_state_dict(ckpt["state_dict"])
+    return module.to(device).eval()

@@ -1,0 +1,66 @@
+"""OmegaConf resolvers used by conf/, and helpers to read and log resolved configs safely."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.IGNORECASE)
+REDACTED = "<redacted>"
+
+
+def auto_precision(accelerator: str = "auto") -> str:
+    """bf16 mixed precision where a CUDA GPU supports it, fp32 everywhere else."""
+    import torch
+
+    wants_gpu = accelerator in ("auto", "gpu", "cuda")
+    if wants_gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def wandb_credentials() -> bool:
+    """True when a W&B API key is configured (environment or ~/.netrc); no network call."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return "api.wandb.ai" in netrc.read_text()
+    except OSError:
+        return False
+
+
+def wandb_offline() -> bool:
+    """Offline unless credentials exist; WANDB_MODE=offline|online|disabled always wins."""
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    if mode in ("offline", "dryrun", "disabled"):
+        return True
+    if mode == "online":
+        return False
+    return not wandb_credentials()
+
+
+def register_resolvers() -> None:
+    for name, fn in (("auto_precision", auto_precision), ("wandb_offline", wandb_offline)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+def redact(obj):
+    """A copy of a plain config container with every secret-looking key's value replaced."""
+    if isinstance(obj, dict):
+        return {k: (REDACTED if SECRET_KEY.search(str(k)) and v is not None else redact(v)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact(v) for v in obj]
+    return obj
+
+
+def loggable(cfg: DictConfig) -> dict:
+    """The resolved config as a plain dict, secrets redacted: what loggers may see."""
+    return redact(OmegaConf.to_container(cfg, resolve=True))
+
+
+register_resolvers()

@@ -1,0 +1,124 @@
+"""One training run, from a composed config to checkpoints, metrics and samples."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger, WandbLogger
+from omegaconf import DictConfig, OmegaConf
+
+from lab import cpu_estimate
+from lab.checkpoint import check_family, read_checkpoint
+from lab.config import loggable
+
+log = logging.getLogger("tformer")
+
+
+def build_model_config(cfg: DictConfig):
+    """Instantiate (and so validate) the model config before any data work."""
+    return instantiate(cfg.model, _convert_="all")
+
+
+def check_block_sizes(model_cfg, data_block: int) -> None:
+    if data_block > model_cfg.block_size:
+        raise ValueError(
+            f"data.block_size={data_block} is larger than the model's context model.block_size="
+            f"{model_cfg.block_size}: lower data.block_size or raise model.block_size"
+        )
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    loggers: list[Logger] = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    if not any(type(lg).__name__ == "CSVLogger" for lg in loggers):
+        from lightning.pytorch.loggers import CSVLogger
+
+        loggers.append(CSVLogger(cfg.paths.output_dir, name="csv", version=""))
+    return loggers
+
+
+def announce_wandb(loggers: list[Logger]) -> None:
+    for lg in loggers:
+        if isinstance(lg, WandbLogger) and lg._offline:
+            run_dir = Path(lg.experiment.dir).parent
+            log.info("W&B is offline (no credentials). Upload this run later with: wandb sync %s", run_dir)
+
+
+def warn_cpu_duration(cfg: DictConfig, model_cfg) -> None:
+    if torch.cuda.is_available() or not cfg.get("cpu_time_check", True):
+        return
+    steps = int(cfg.trainer.max_steps)
+    tokens = int(cfg.data.batch_size) * int(cfg.data.block_size)
+    seconds = cpu_estimate.estimate_seconds(model_cfg.flops_per_token(cfg.data.block_size), tokens, steps)
+    log.warning(
+        "No GPU found: %d steps of %s (batch %d x block %d) will take roughly %s on this CPU. "
+        "For a CPU-sized run use: python train.py experiment=shakespeare_char_cpu",
+        steps, model_cfg.name, cfg.data.batch_size, cfg.data.block_size, cpu_estimate.human(seconds),
+    )
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Train per cfg; return the best val/loss (what sweepers minimise)."""
+    out = Path(cfg.paths.output_dir)
+    log.info("Run directory: %s", out.resolve())
+    if cfg.get("ckpt_path"):
+        check_family(read_checkpoint(cfg.ckpt_path), "gpt", path=cfg.ckpt_path)
+    L.seed_everything(cfg.seed, workers=True)
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")
+
+    model_cfg = build_model_config(cfg)
+    check_block_sizes(model_cfg, cfg.data.block_size)
+    datamodule = _datamodule(cfg)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    model_cfg = replace(model_cfg, vocab_size=datamodule.vocab_size)
+    log.info("Model %s: %.2fM parameters", model_cfg.name, model_cfg.num_params() / 1e6)
+
+    from lightning_modules.gpt import GPTLitModule
+
+    module = GPTLitModule(
+        model=model_cfg.to_dict(),
+        tokenizer=datamodule.tokenizer.state_dict(),
+        optim=OmegaConf.to_container(cfg.optim, resolve=True),
+        compile=bool(cfg.compile),
+    )
+    loggers = build_loggers(cfg)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
+    if trainer.is_global_zero:
+        out.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+        for lg in loggers:
+            lg.log_hyperparams(loggable(cfg))
+        announce_wandb(loggers)
+        warn_cpu_duration(cfg, model_cfg)
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+
+    ckpt = trainer.checkpoint_callback
+    best = ckpt.best_model_score if ckpt is not None else None
+    if trainer.is_global_zero:
+        if ckpt is not None:
+            log.info("Best checkpoint: %s (val/loss %s)", ckpt.best_model_path, _fmt(best))
+            log.info("Last checkpoint: %s", ckpt.last_model_path)
+        log.info("Outputs: %s", out.resolve())
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            import wandb
+
+            wandb.finish()
+    return float(best) if best is not None else None
+
+
+def _datamodule(cfg: DictConfig) -> L.LightningDataModule:
+    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "name"}
+    return instantiate(kwargs)
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{float(x):.4f}"

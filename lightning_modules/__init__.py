@@ -1,0 +1,1 @@
+"""LightningModules wrapping the plain-torch models, their optimizers, schedules and callbacks."""

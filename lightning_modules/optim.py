@@ -1,0 +1,85 @@
+"""Optimizer parameter groups and learning-rate schedules shared by the LightningModules."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    warmup_steps: int = 100
+    decay_steps: int | None = None  # None: the trainer's max_steps
+    schedule: str = "cosine"  # cosine | constant | inverse_sqrt
+    grad_clip: float = 1.0  # 0 disables clipping
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"optim.schedule={self.schedule!r} is unknown; choose one of {sorted(SCHEDULES)}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices (Linear, Embedding weights), none on biases and norm gains."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    decay = [p for p in params.values() if p.dim() >= 2]
+    no_decay = [p for p in params.values() if p.dim() < 2]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def make_adamw(model: nn.Module, cfg: OptimConfig, *, device_type: str) -> torch.optim.AdamW:
+    """AdamW over decay / no-decay groups, fused on CUDA."""
+    fused = device_type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters
+    return torch.optim.AdamW(
+        param_groups(model, cfg.weight_decay),
+        lr=cfg.lr,
+        betas=(cfg.beta1, cfg.beta2),
+        eps=cfg.eps,
+        **({"fused": True} if fused else {}),
+    )
+
+
+def cosine_factor(step: int, *, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warmup to 1, then cosine decay to min_ratio at `total`, flat afterwards."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if step >= total:
+        return min_ratio
+    progress = (step - warmup) / max(1, total - warmup)
+    return min_ratio + 0.5 * (1.0 + math.cos(math.pi * progress)) * (1.0 - min_ratio)
+
+
+def inverse_sqrt_factor(step: int, *, warmup: int) -> float:
+    """The Transformer paper's schedule, normalised to peak at 1 after `warmup` steps."""
+    step = step + 1
+    warmup = max(1, warmup)
+    return min(step / warmup, math.sqrt(warmup / step))
+
+
+SCHEDULES = {"cosine", "constant", "inverse_sqrt"}
+
+
+def lr_lambda(cfg: OptimConfig, total_steps: int):
+    """Multiplier of cfg.lr as a function of the optimizer step (for LambdaLR)."""
+    total = cfg.decay_steps or total_steps
+    if cfg.schedule == "cosine":
+        return lambda s: cosine_factor(s, warmup=cfg.warmup_steps, total=total, min_ratio=cfg.min_lr / cfg.lr)
+    if cfg.schedule == "inverse_sqrt":
+        return lambda s: inverse_sqrt_factor(s, warmup=cfg.warmup_steps)
+    return lambda s: min(1.0, (s + 1) / (cfg.warmup_steps + 1))

@@ -1,0 +1,180 @@
+"""One multi-head attention module for causal self-, bidirectional self- and cross-attention.
+
+Shapes: B batch, T query length, S key length, C = n_embd, H = n_head, D = C // H.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Backend = Literal["sdpa", "flash", "math"]
+BACKENDS: tuple[str, ...] = ("sdpa", "flash", "math")
+
+
+class KVCache:
+    """Preallocated key/value buffers of one attention layer: appending costs O(new tokens)."""
+
+    def __init__(self, batch: int, n_head: int, max_len: int, head_dim: int, *, device, dtype):
+        shape = (batch, n_head, max_len, head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.len = 0
+
+    @property
+    def max_len(self) -> int:
+        return self.k.size(2)
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store (B, H, t, D) new keys/values; return all keys/values so far (B, H, len, D)."""
+        end = self.len + k.size(2)
+        if end > self.max_len:
+            raise RuntimeError(f"KV cache overflow: {end} positions > capacity {self.max_len}")
+        self.k[:, :, self.len : end] = k
+        self.v[:, :, self.len : end] = v
+        self.len = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Select batch rows (beam search): index is (B',) into the current batch."""
+        self.k = self.k.index_select(0, index)
+        self.v = self.v.index_select(0, index)
+
+
+def math_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """Explicit softmax(QK^T / sqrt(D)) V, the reference the fused kernels must match.
+
+    attn_mask is boolean, broadcastable to (B, H, T, S), True where attending is allowed.
+    """
+    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.size(-1)))  # (B, H, T, S)
+    if attn_mask is not None:
+        att = att.masked_fill(~attn_mask, float("-inf"))
+    att = F.softmax(att.float(), dim=-1).to(q.dtype)
+    if dropout_p > 0.0:
+        att = F.dropout(att, p=dropout_p)
+    return att @ v  # (B, H, T, D)
+
+
+def build_mask(
+    t: int,
+    s: int,
+    *,
+    causal: bool,
+    key_padding_mask: torch.Tensor | None,
+    device: torch.device,
+) -> torch.Tensor | None:
+    """Boolean mask (B|1, 1, T, S), True = may attend, or None when nothing is masked.
+
+    The causal part is aligned bottom-right: query i (of the last T positions) sees keys <= S - T + i,
+    which is what a KV cache needs. key_padding_mask is (B, S) with True at padding.
+    """
+    mask = None
+    if causal and not (t == 1):
+        mask = torch.ones(t, s, dtype=torch.bool, device=device).tril(diagonal=s - t)[None, None]
+    if key_padding_mask is not None:
+        keep = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, S)
+        mask = keep if mask is None else (mask & keep)
+    return mask
+
+
+class Attention(nn.Module):
+    """Multi-head attention; `cross=True` takes keys/values from a separate memory sequence."""
+
+    def __init__(
+        self,
+        n_embd: int,
+        n_head: int,
+        *,
+        dropout: float = 0.0,
+        bias: bool = True,
+        causal: bool = False,
+        cross: bool = False,
+        backend: Backend = "sdpa",
+    ):
+        super().__init__()
+        if n_embd % n_head != 0:
+            raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}")
+        if backend not in BACKENDS:
+            raise ValueError(f"attention backend {backend!r} is unknown; choose one of {BACKENDS}")
+        if causal and cross:
+            raise ValueError("cross-attention is never causal")
+        self.n_head, self.head_dim = n_head, n_embd // n_head
+        self.causal, self.cross, self.backend, self.dropout = causal, cross, backend, dropout
+        if cross:
+            self.c_q = nn.Linear(n_embd, n_embd, bias=bias)
+            self.c_kv = nn.Linear(n_embd, 2 * n_embd, bias=bias)
+        else:
+            self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)  # fused q, k, v
+        self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
+        self.resid_dropout = nn.Dropout(dropout)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape
+        return x.view(b, t, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+
+    def project_memory(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of a cross-attention memory (B, S, C) -> 2 x (B, H, S, D); cacheable."""
+        k, v = self.c_kv(memory).split(self.n_head * self.head_dim, dim=2)
+        return self._heads(k), self._heads(v)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        memory: torch.Tensor | None = None,
+        memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        key_padding_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        """x (B, T, C) -> (B, T, C).
+
+        Self-attention: keys come from x (and from `cache`, which is extended in place).
+        Cross-attention: keys come from `memory` (B, S, C) or precomputed `memory_kv`.
+        key_padding_mask (B, S) is True at padded key positions.
+        """
+        b, t, c = x.shape
+        if self.cross:
+            q = self._heads(self.c_q(x))
+            k, v = memory_kv if memory_kv is not None else self.project_memory(memory)
+        else:
+            q, k, v = (self._heads(z) for z in self.c_attn(x).split(c, dim=2))
+            if cache is not None:
+                k, v = cache.append(k, v)
+        s = k.size(2)
+        dropout_p = self.dropout if self.training else 0.0
+        mask = build_mask(t, s, causal=self.causal, key_padding_mask=key_padding_mask, device=x.device)
+        if self.backend == "math":
+            y = math_attention(q, k, v, mask, dropout_p)
+        else:
+            # Plain causal attention without padding goes through is_causal so flash kernels apply.
+            is_causal = self.causal and t == s and key_padding_mask is None and t > 1
+            kwargs = dict(attn_mask=None if is_causal else mask, dropout_p=dropout_p, is_causal=is_causal)
+            if self.backend == "flash":
+                y = _flash_sdpa(q, k, v, **kwargs)
+            else:
+                y = F.scaled_dot_product_attention(q, k, v, **kwargs)
+        y = y.transpose(1, 2).contiguous().view(b, t, c)  # (B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+def _flash_sdpa(q, k, v, **kwargs) -> torch.Tensor:
+    """SDPA restricted to the flash kernel: raises instead of silently falling back."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    if not q.is_cuda:
+        raise RuntimeError(
+            "model.attention=flash needs a CUDA GPU with flash-attention kernels; "
+            "use model.attention=sdpa (picks the best available kernel) or math"
+        )
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        return F.scaled_dot_product_attention(q, k, v, **kwargs)

@@ -57,7 +57,11 @@ def warn_cpu_duration(cfg: DictConfig, model_cfg) -> None:
     log.warning(
         "No GPU found: %d steps of %s (batch %d x block %d) will take roughly %s on this CPU. "
         "For a CPU-sized run use: python train.py experiment=shakespeare_char_cpu",
-        steps, model_cfg.name, cfg.data.batch_size, cfg.data.block_size, cpu_estimate.human(seconds),
+        steps,
+        model_cfg.name,
+        cfg.data.batch_size,
+        cfg.data.block_size,
+        cpu_estimate.human(seconds),
     )
 
 

@@ -63,7 +63,11 @@ class GPTConfig:
     def flops_per_token(self, seq_len: int | None = None) -> int:
         """Training FLOPs per token (forward + backward): 6N + 12·L·T·C (PaLM appendix B)."""
         t = seq_len or self.block_size
-        return 6 * self.num_params(non_embedding=True) + 6 * self.vocab_size * self.n_embd + 12 * self.n_layer * t * self.n_embd
+        return (
+            6 * self.num_params(non_embedding=True)
+            + 6 * self.vocab_size * self.n_embd
+            + 12 * self.n_layer * t * self.n_embd
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,0 +1,37 @@
+"""Shared test set-up: local data only (../shared/data), offline W&B, throwaway logs and caches."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+os.environ.setdefault("DATA_DIR", str(SHARED_DATA))
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(os.environ["DATA_DIR"]) / "tiktoken"))
+os.environ["WANDB_MODE"] = "offline"
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("TFORMER_CACHE_DIR", str(ROOT / ".cache" / "tests"))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The folder holding tinyshakespeare.txt (and multi30k/, tiktoken/)."""
+    path = Path(os.environ["DATA_DIR"])
+    if not (path / "tinyshakespeare.txt").is_file():
+        pytest.fail(
+            f"tinyshakespeare.txt not found in DATA_DIR={path}. Tests never download: point DATA_DIR at a "
+            f"folder holding it (here ../shared/data)."
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    return Path(os.environ["TFORMER_CACHE_DIR"])

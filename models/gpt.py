@@ -37,9 +37,10 @@ class GPTConfig:
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"model.{name} must be a positive integer, got {value!r}")
         if self.n_embd % self.n_head != 0:
+            nearest = self.n_head * max(1, self.n_embd // self.n_head)
             raise ValueError(
                 f"model.n_embd={self.n_embd} is not divisible by model.n_head={self.n_head}: "
-                f"pick n_embd as a multiple of n_head (e.g. model.n_embd={self.n_head * max(1, self.n_embd // self.n_head)})"
+                f"pick n_embd as a multiple of n_head (e.g. model.n_embd={nearest})"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")

@@ -7,13 +7,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-
-def module_class(family: str) -> type[L.LightningModule]:
-    if family == "gpt":
-        from lightning_modules.gpt import GPTLitModule
-
-        return GPTLitModule
-    raise ValueError(f"unknown model family {family!r}")
+from lab.families import module_class
 
 
 def read_checkpoint(path: str | Path, *, field: str = "ckpt_path") -> dict:

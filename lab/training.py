@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from lab import cpu_estimate
 from lab.checkpoint import check_family, read_checkpoint
 from lab.config import loggable
+from lab.families import family_of, module_class
 
 log = logging.getLogger("tformer")
 
@@ -69,13 +70,14 @@ def train(cfg: DictConfig) -> float | None:
     """Train per cfg; return the best val/loss (what sweepers minimise)."""
     out = Path(cfg.paths.output_dir)
     log.info("Run directory: %s", out.resolve())
+    model_cfg = build_model_config(cfg)
+    family = family_of(model_cfg)
     if cfg.get("ckpt_path"):
-        check_family(read_checkpoint(cfg.ckpt_path), "gpt", path=cfg.ckpt_path)
+        check_family(read_checkpoint(cfg.ckpt_path), family, path=cfg.ckpt_path)
     L.seed_everything(cfg.seed, workers=True)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
 
-    model_cfg = build_model_config(cfg)
     check_block_sizes(model_cfg, cfg.data.block_size)
     datamodule = _datamodule(cfg)
     datamodule.prepare_data()
@@ -83,13 +85,12 @@ def train(cfg: DictConfig) -> float | None:
     model_cfg = replace(model_cfg, vocab_size=datamodule.vocab_size)
     log.info("Model %s: %.2fM parameters", model_cfg.name, model_cfg.num_params() / 1e6)
 
-    from lightning_modules.gpt import GPTLitModule
-
-    module = GPTLitModule(
+    module = module_class(family)(
         model=model_cfg.to_dict(),
         tokenizer=datamodule.tokenizer.state_dict(),
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
         compile=bool(cfg.compile),
+        **OmegaConf.to_container(cfg.get("module") or OmegaConf.create({}), resolve=True),
     )
     loggers = build_loggers(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]

@@ -1,0 +1,97 @@
+import pytest
+import torch
+
+from lab.checkpoint import load_module
+from lab.config import REDACTED, loggable, redact
+from lightning_modules.gpt import GPTLitModule
+from lightning_modules.optim import OptimConfig, cosine_factor, inverse_sqrt_factor, lr_lambda, param_groups
+
+MODEL = dict(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, bias=True)
+TOKENIZER = {"kind": "char", "chars": "abcdefghij\n"}
+
+
+@pytest.fixture
+def module() -> GPTLitModule:
+    torch.manual_seed(0)
+    return GPTLitModule(model=MODEL, tokenizer=TOKENIZER, optim={"weight_decay": 0.1})
+
+
+def test_param_groups_decay_matrices_only(module):
+    decay, no_decay = param_groups(module.model, 0.1)
+    assert all(p.dim() >= 2 for p in decay["params"]) and decay["weight_decay"] == 0.1
+    assert all(p.dim() < 2 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
+    n = sum(p.numel() for g in (decay, no_decay) for p in g["params"])
+    assert n == module.model.num_params()  # every parameter once (tied embedding/head included once)
+    # 2 layers x (qkv, proj, fc, proj) + wte (tied head) + wpe
+    assert len(decay["params"]) == 2 * 4 + 2
+
+
+def test_cosine_schedule_shape():
+    cfg = OptimConfig(lr=1e-3, min_lr=1e-4, warmup_steps=10)
+    f = lr_lambda(cfg, total_steps=110)
+    assert f(0) == pytest.approx(1 / 11)
+    assert f(9) < f(10) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.1 + 0.5 * 0.9)  # halfway through the cosine
+    assert f(110) == pytest.approx(0.1) and f(500) == pytest.approx(0.1)
+    assert all(f(s) >= f(s + 1) for s in range(10, 120))
+
+
+def test_inverse_sqrt_schedule_peaks_after_warmup():
+    assert inverse_sqrt_factor(99, warmup=100) == pytest.approx(1.0)
+    assert inverse_sqrt_factor(399, warmup=100) == pytest.approx(0.5)
+    assert cosine_factor(0, warmup=0, total=10, min_ratio=0.0) == pytest.approx(1.0)
+
+
+def test_unknown_schedule_raises():
+    with pytest.raises(ValueError, match="optim.schedule='linear' is unknown"):
+        OptimConfig(schedule="linear")
+
+
+def test_checkpoint_alone_rebuilds_model_and_tokenizer(module, tmp_path):
+    import lightning as L
+
+    trainer = L.Trainer(max_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(module)
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = load_module(path, "gpt")
+    assert loaded.tokenizer.decode(loaded.tokenizer.encode("cab\nj")) == "cab\nj"
+    idx = torch.tensor([[1, 2, 3]])
+    torch.testing.assert_close(loaded(idx)[0], module.eval()(idx)[0])
+    text = loaded.sample("abc", num_samples=2, max_new_tokens=5, seed=0)
+    assert len(text) == 2 and all(t.startswith("abc") and len(t) == 8 for t in text)
+
+
+def test_compiled_checkpoint_keys_are_accepted(module, tmp_path):
+    ckpt = {
+        "state_dict": {k.replace("model.", "model._orig_mod.", 1): v for k, v in module.state_dict().items()},
+        "hyper_parameters": dict(module.hparams),
+        "tformer_family": "gpt",
+    }
+    torch.save(ckpt, tmp_path / "c.ckpt")
+    loaded = load_module(tmp_path / "c.ckpt", "gpt")
+    torch.testing.assert_close(loaded.model.lm_head.weight, module.model.lm_head.weight)
+
+
+def test_bad_checkpoints_raise_naming_the_field(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ckpt_path=.*does not exist"):
+        load_module(tmp_path / "nope.ckpt", "gpt")
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+        load_module(tmp_path / "junk.ckpt", "gpt")
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    with pytest.raises(ValueError, match="not a tformer-lab checkpoint"):
+        load_module(tmp_path / "other.ckpt", "gpt")
+    torch.save({"state_dict": {}, "tformer_family": "seq2seq", "hyper_parameters": {}}, tmp_path / "s.ckpt")
+    with pytest.raises(ValueError, match="holds a seq2seq model, but this needs a gpt checkpoint"):
+        load_module(tmp_path / "s.ckpt", "gpt")
+
+
+def test_secrets_never_reach_logged_config():
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"logger": {"wandb": {"api_key": "abc123", "project": "p"}}, "hf_token": "t", "x": [1]})
+    logged = loggable(cfg)
+    assert logged["logger"]["wandb"] == {"api_key": REDACTED, "project": "p"}
+    assert logged["hf_token"] == REDACTED and logged["x"] == [1]
+    assert "abc123" not in str(redact({"nested": [{"password": "abc123"}]}))

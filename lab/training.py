@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationKeyError
 
 from lab import cpu_estimate
 from lab.checkpoint import check_family, read_checkpoint
@@ -23,7 +24,15 @@ log = logging.getLogger("tformer")
 
 def build_model_config(cfg: DictConfig):
     """Instantiate (and so validate) the model config before any data work."""
-    return instantiate(cfg.model, _convert_="all")
+    try:
+        return instantiate(cfg.model, _convert_="all")
+    except InterpolationKeyError as err:
+        # Model configs take their lengths from the data config (${data.block_size}, ${data.max_len}).
+        raise ValueError(
+            f"model={cfg.model.get('name')} does not fit data={cfg.data.get('name')} ({err}): GPT models train on "
+            f"language-model corpora (e.g. data=shakespeare_char), seq2seq models on parallel corpora "
+            f"(e.g. data=multi30k)"
+        ) from err
 
 
 def check_block_sizes(model_cfg, data_block: int) -> None:

@@ -47,6 +47,11 @@ def _gather(obj: list) -> list:
     return [x for part in parts for x in part]
 
 
+def _unique_sorted(outputs: list[tuple]) -> list[tuple]:
+    """One entry per corpus index, in corpus order (DDP ranks may repeat a batch to even out)."""
+    return sorted({o[0]: o for o in outputs}.values())
+
+
 class Seq2SeqLitModule(L.LightningModule):
     """Everything needed to rebuild the model and its tokenizer is saved with the checkpoint."""
 
@@ -189,7 +194,7 @@ class Seq2SeqLitModule(L.LightningModule):
         self.val_loss.reset()
         if not self.hparams.val_bleu or self.trainer.sanity_checking:
             return
-        outputs = sorted(_gather(self._outputs))
+        outputs = _unique_sorted(_gather(self._outputs))
         if not outputs:
             return
         score, signature = corpus_bleu([o[3] for o in outputs], [o[2] for o in outputs])
@@ -225,7 +230,7 @@ class Seq2SeqLitModule(L.LightningModule):
         self._score_batch(batch, self.hparams.beam_size)
 
     def on_test_epoch_end(self) -> None:
-        outputs = sorted(_gather(self._outputs))
+        outputs = _unique_sorted(_gather(self._outputs))
         if not outputs:
             return
         score, signature = corpus_bleu([o[3] for o in outputs], [o[2] for o in outputs])

@@ -396,6 +396,11 @@ class ParallelCorpusDataModule(L.LightningDataModule):
         assert self.tokenizer is not None, "call prepare_data() and setup() first"
         return self.tokenizer.vocab_size
 
+    @property
+    def has_test(self) -> bool:
+        """Whether trainer.test has a split to score (data.test=null with no test_fraction: none)."""
+        return "test" in self.splits
+
     def _loader(self, split: str, *, shuffle: bool, max_tokens: int) -> DataLoader:
         if split not in self.splits:
             raise ValueError(

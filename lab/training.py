@@ -147,7 +147,7 @@ def train(cfg: DictConfig) -> float | None:
 
     ckpt = trainer.checkpoint_callback
     best = ckpt.best_model_score if ckpt is not None else None
-    if cfg.get("test_after_fit", True) and is_overridden("test_step", module):
+    if cfg.get("test_after_fit", True) and is_overridden("test_step", module) and getattr(datamodule, "has_test", True):
         # Families with a test step (seq2seq: beam-search BLEU) score the test split with the best weights.
         best_path = ckpt.best_model_path if ckpt is not None else ""
         trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None)

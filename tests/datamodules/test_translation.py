@@ -247,6 +247,7 @@ def test_missing_splits_are_cut_off_train(tmp_path):
     for split in dm.splits.values():  # pairs stay aligned
         assert all(s.split()[-1] == t.split()[-1] for s, t in zip(split.src_text, split.tgt_text))
     no_test = module(root, tmp_path, val=None, test=None, val_fraction=0.1)
+    assert dm.has_test and not no_test.has_test  # train.py then skips trainer.test
     with pytest.raises(ValueError, match="this corpus has no test split"):
         no_test.test_dataloader()
 

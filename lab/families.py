@@ -11,6 +11,7 @@ import importlib
 # family -> (model config class, LightningModule class), as import paths
 FAMILIES: dict[str, tuple[str, str]] = {
     "gpt": ("models.gpt.GPTConfig", "lightning_modules.gpt.GPTLitModule"),
+    "seq2seq": ("models.seq2seq.Seq2SeqConfig", "lightning_modules.seq2seq.Seq2SeqLitModule"),
 }
 
 

@@ -10,7 +10,9 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationKeyError
 
 from lab import cpu_estimate
 from lab.checkpoint import check_family, read_checkpoint
@@ -22,7 +24,15 @@ log = logging.getLogger("tformer")
 
 def build_model_config(cfg: DictConfig):
     """Instantiate (and so validate) the model config before any data work."""
-    return instantiate(cfg.model, _convert_="all")
+    try:
+        return instantiate(cfg.model, _convert_="all")
+    except InterpolationKeyError as err:
+        # Model configs take their lengths from the data config (${data.block_size}, ${data.max_len}).
+        raise ValueError(
+            f"model={cfg.model.get('name')} does not fit data={cfg.data.get('name')} ({err}): GPT models train on "
+            f"language-model corpora (e.g. data=shakespeare_char), seq2seq models on parallel corpora "
+            f"(e.g. data=multi30k)"
+        ) from err
 
 
 def check_block_sizes(model_cfg, data_block: int) -> None:
@@ -30,6 +40,28 @@ def check_block_sizes(model_cfg, data_block: int) -> None:
         raise ValueError(
             f"data.block_size={data_block} is larger than the model's context model.block_size="
             f"{model_cfg.block_size}: lower data.block_size or raise model.block_size"
+        )
+
+
+def check_lengths(model_cfg, data_cfg) -> None:
+    """The data's longest sequence must fit the model's positions (GPT block_size, seq2seq max_len)."""
+    if hasattr(model_cfg, "block_size") and "block_size" in data_cfg:
+        check_block_sizes(model_cfg, data_cfg.block_size)
+    if hasattr(model_cfg, "max_len") and "max_len" in data_cfg and data_cfg.max_len > model_cfg.max_len:
+        raise ValueError(
+            f"data.max_len={data_cfg.max_len} is larger than the model's model.max_len={model_cfg.max_len}: "
+            f"lower data.max_len or raise model.max_len"
+        )
+
+
+def check_data_family(datamodule, family: str, cfg: DictConfig) -> None:
+    """A GPT needs a language-model corpus, a seq2seq model a parallel corpus."""
+    data_family = getattr(datamodule, "family", "gpt")
+    if data_family != family:
+        raise ValueError(
+            f"data={cfg.data.get('name')} is a corpus for {data_family} models, but model={cfg.model.get('name')} "
+            f"is a {family} model: pick a matching pair (e.g. model=gpt_small data=shakespeare_char, "
+            f"or model=seq2seq_small data=multi30k)"
         )
 
 
@@ -53,16 +85,23 @@ def warn_cpu_duration(cfg: DictConfig, model_cfg) -> None:
     if torch.cuda.is_available() or not cfg.get("cpu_time_check", True):
         return
     steps = int(cfg.trainer.max_steps)
-    tokens = int(cfg.data.batch_size) * int(cfg.data.block_size)
-    seconds = cpu_estimate.estimate_seconds(model_cfg.flops_per_token(cfg.data.block_size), tokens, steps)
+    if steps <= 0:
+        return
+    if "max_tokens" in cfg.data:  # token-budget batches (translation)
+        tokens, seq, batch = int(cfg.data.max_tokens), int(cfg.data.max_len), f"<= {cfg.data.max_tokens} tokens"
+        hint = "Lower trainer.max_steps or train on a GPU (docs/translation.md)."
+    else:
+        tokens, seq = int(cfg.data.batch_size) * int(cfg.data.block_size), int(cfg.data.block_size)
+        batch = f"batch {cfg.data.batch_size} x block {cfg.data.block_size}"
+        hint = "For a CPU-sized run use: python train.py experiment=shakespeare_char_cpu"
+    seconds = cpu_estimate.estimate_seconds(model_cfg.flops_per_token(seq), tokens, steps)
     log.warning(
-        "No GPU found: %d steps of %s (batch %d x block %d) will take roughly %s on this CPU. "
-        "For a CPU-sized run use: python train.py experiment=shakespeare_char_cpu",
+        "No GPU found: %d steps of %s (%s) will take roughly %s on this CPU. %s",
         steps,
         model_cfg.name,
-        cfg.data.batch_size,
-        cfg.data.block_size,
+        batch,
         cpu_estimate.human(seconds),
+        hint,
     )
 
 
@@ -78,8 +117,9 @@ def train(cfg: DictConfig) -> float | None:
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
 
-    check_block_sizes(model_cfg, cfg.data.block_size)
+    check_lengths(model_cfg, cfg.data)
     datamodule = _datamodule(cfg)
+    check_data_family(datamodule, family, cfg)
     datamodule.prepare_data()
     datamodule.setup("fit")
     model_cfg = replace(model_cfg, vocab_size=datamodule.vocab_size)
@@ -107,9 +147,13 @@ def train(cfg: DictConfig) -> float | None:
 
     ckpt = trainer.checkpoint_callback
     best = ckpt.best_model_score if ckpt is not None else None
+    if cfg.get("test_after_fit", True) and is_overridden("test_step", module) and getattr(datamodule, "has_test", True):
+        # Families with a test step (seq2seq: beam-search BLEU) score the test split with the best weights.
+        best_path = ckpt.best_model_path if ckpt is not None else ""
+        trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None)
     if trainer.is_global_zero:
         if ckpt is not None:
-            log.info("Best checkpoint: %s (val/loss %s)", ckpt.best_model_path, _fmt(best))
+            log.info("Best checkpoint: %s (%s %s)", ckpt.best_model_path, ckpt.monitor, _fmt(best))
             log.info("Last checkpoint: %s", ckpt.last_model_path)
         log.info("Outputs: %s", out.resolve())
     for lg in loggers:

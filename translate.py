@@ -1,0 +1,79 @@
+"""Translate with a seq2seq checkpoint: `python translate.py ckpt_path=... text="Ein Mann fährt Fahrrad."`.
+
+Or `input=file.txt` (one sentence a line, translations in the same order, empty lines kept empty).
+Sentences longer than the model's maximum length are truncated with a warning.
+"""
+
+import re
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+
+def read_input(cfg: DictConfig) -> list[str]:
+    if (cfg.text is None) == (cfg.input is None):
+        raise ValueError('give exactly one of text="a sentence" or input=path/to/file.txt (one sentence a line)')
+    if cfg.text is not None:
+        return [str(cfg.text)]
+    path = Path(str(cfg.input)).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"input={cfg.input} does not exist (no such file)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"input={cfg.input} is not UTF-8 text ({err})") from err
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.strip() for line in lines]
+
+
+FREE_TEXT_KEYS = ("text", "input", "output")
+
+
+def quote_free_text(argv: list[str]) -> list[str]:
+    """Quote text=/input=/output= values for Hydra's override parser, which rejects unquoted non-ASCII
+    letters and commas: `text=Ein Mann fährt Fahrrad.` becomes `text='Ein Mann fährt Fahrrad.'`.
+    Values the user already quoted are left alone."""
+    out = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
+        if sep and key in FREE_TEXT_KEYS and not quoted and value != "null":
+            # Hydra: backslashes escape only before a quote (and the closing quote); ${ would interpolate.
+            escaped = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
+            escaped = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped).replace("${", "\\${")
+            arg = f"{key}='{escaped}'"
+        out.append(arg)
+    return out
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="translate")
+def main(cfg: DictConfig) -> None:
+    import torch
+
+    from lab.checkpoint import load_module
+
+    sentences = read_input(cfg)
+    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    module = load_module(cfg.ckpt_path, "seq2seq", device=device)
+    translations = module.translate(
+        sentences,
+        beam_size=int(cfg.beam_size),
+        batch_size=int(cfg.batch_size),
+        length_penalty=float(cfg.length_penalty),
+        max_len_a=float(cfg.max_len_a),
+        max_len_b=int(cfg.max_len_b),
+    )
+    text = "".join(t + "\n" for t in translations)
+    if cfg.output:
+        Path(str(cfg.output)).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    sys.argv = quote_free_text(sys.argv)
+    main()

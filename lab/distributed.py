@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -120,13 +121,25 @@ class HydraJobLauncher(_SubprocessScriptLauncher):
         _set_num_threads_if_needed(num_processes=self.num_processes)
         try:
             result = function(*args, **kwargs)
-        except BaseException:
+        except BaseException as exc:
             watcher.stopped.set()
+            died = self._died_first()
             _kill(self.procs)
+            if died and isinstance(exc, Exception):  # rank zero only saw the broken connection: name the cause
+                raise RuntimeError(f"DDP: {died} (see its error above); rank zero then failed with: {exc}") from exc
             raise
         watcher.stopped.set()
         self._join(watcher)
         return result
+
+    def _died_first(self, grace_s: float = 2.0) -> str | None:
+        """Which extra ranks exited with an error on their own (waiting briefly: they may be exiting now)."""
+        deadline = time.monotonic() + grace_s
+        while True:
+            bad = [f"local rank {i + 1} exited with code {p.poll()}" for i, p in enumerate(self.procs) if p.poll()]
+            if bad or time.monotonic() > deadline:
+                return "; ".join(bad) or None
+            time.sleep(0.1)
 
     def _join(self, watcher: _RankWatcher) -> None:
         try:

@@ -32,3 +32,14 @@ class ShardProbe(L.Callback):
         self.record["global_rank"] = trainer.global_rank
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.record))
+
+
+class FailOnRank(L.Callback):
+    """Raises on one rank at a training step: a rank that dies (out of memory, say) while the others train."""
+
+    def __init__(self, rank: int, step: int = 2):
+        self.rank, self.step = rank, step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_rank == self.rank and trainer.global_step == self.step:
+            raise RuntimeError(f"simulated failure on rank {self.rank} at step {self.step}")

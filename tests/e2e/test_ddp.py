@@ -72,27 +72,29 @@ def test_ddp_two_cpu_processes_single_run(tmp_path):
 
 
 def test_ddp_multirun_each_rank_joins_its_job(tmp_path):
-    """3 jobs under -m: n_head=3 does not divide n_embd=32 and fails; the DDP jobs around it both train."""
-    code, out = run_train(["-m", *DDP, "model.n_head=2,3,4"], tmp_path=tmp_path, name="ddp_multirun", timeout=400)
+    """4 jobs under -m: n_head=3 does not divide n_embd=32 (fails before any rank starts); in job 1 the second rank
+    dies at step 2; the sweep goes on and job 3 trains on a fresh process group."""
+    boom = ["+callbacks.boom._target_=tests.e2e.ddp_probe.FailOnRank", "+callbacks.boom.rank=1,-1"]
+    code, out = run_train(["-m", *DDP, *boom, "model.n_head=3,2"], tmp_path=tmp_path, name="ddp_multirun", timeout=400)
     assert code == 0, out[-4000:]
     train_logs = tmp_path / "logs" / "train"
     assert not (train_logs / "runs").exists(), "an extra rank started a run of its own"
     (sweep,) = (train_logs / "multiruns").iterdir()  # ... or a sweep of its own
-    assert out.count("Launching 3 jobs locally") == 1
-    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2"]
+    assert out.count("Launching 4 jobs locally") == 1
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
+    status = [json.loads((sweep / str(job) / "status.json").read_text()) for job in range(4)]
+    assert [s["status"] for s in status] == ["failed", "failed", "failed", "completed"]
 
-    for job in ("0", "2"):
-        assert_one_run_written_once(sweep / job)
-        assert json.loads((sweep / job / "status.json").read_text())["status"] == "completed"
-        r0, r1 = read_probes(sweep / job)
-        assert r0["first_train_windows"] != r1["first_train_windows"]
-    failed = json.loads((sweep / "1" / "status.json").read_text())
-    assert failed["status"] == "failed" and "model.n_head=3" in failed["overrides"]
-    assert "ValueError: model.n_embd=32 is not divisible by model.n_head=3" in failed["error"]
-    assert not (sweep / "1" / "checkpoints").exists()
-    assert "Job failed, the sweep goes on: ValueError: model.n_embd=32" in out
-    assert "Multirun: 3 job(s), 2 completed, 1 failed" in out
-    # the second DDP job built a fresh process group after the first one was torn down
+    for job in (0, 2):
+        assert "ValueError: model.n_embd=32 is not divisible by model.n_head=3" in status[job]["error"]
+        assert not (sweep / str(job) / "checkpoints").exists()
+    assert "DDP: local rank 1 exited with code 1" in status[1]["error"]
+    assert "simulated failure on rank 1 at step 2" in out  # the rank's own error is in the output
+    assert_one_run_written_once(sweep / "3")
+    r0, r1 = read_probes(sweep / "3")
+    assert r0["first_train_windows"] != r1["first_train_windows"]
+    assert "Multirun: 4 job(s), 1 completed, 3 failed" in out
+    # both DDP jobs built their own process group: the first one was torn down in between
     assert out.count("Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2") == 2
 
 

@@ -178,3 +178,37 @@ def test_deconstructing_has_the_studys_three_models(name, sizes):
     cfg = compose(["sweeps=deconstructing", f"deconstructing.model={name}"])
     got = (cfg.data.batch_size, cfg.data.block_size, cfg.model.n_embd, cfg.model.n_head, cfg.model.n_layer)
     assert got == sizes and cfg.model.block_size == cfg.data.block_size
+
+
+def test_optuna_smoke_sweep_minimises_the_returned_val_loss(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    args = ["sweeps=optuna_smoke", "hydra.sweeper.n_trials=2", "logger=csv"]
+    code, out = run_train(args, tmp_path=tmp_path, name="optuna", timeout=400)
+    assert code == 0, out[-4000:]
+    (sweep,) = sweep_dirs(tmp_path)
+    losses = [float(r["val_loss"]) for r in read_summary(sweep)]
+    assert len(losses) == 2
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert result["best_value"] == pytest.approx(min(losses))  # what train.py returned is what Optuna ranked
+    assert set(result["best_params"]) == {"optim.lr", "model.dropout", "model.n_layer", "model.n_embd",
+                                          "model.n_head", "data.batch_size"}  # fmt: skip
+
+
+def test_fsdp_preset_shards_each_block():
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    from models.blocks import Block
+
+    cfg = compose(["trainer=fsdp"])
+    strategy = instantiate(cfg.trainer.strategy)
+    assert isinstance(strategy, FSDPStrategy) and cfg.trainer.accelerator == "gpu"
+    assert strategy.kwargs["auto_wrap_policy"]._module_classes == {Block}
+    assert strategy._state_dict_type == "full"  # one checkpoint file that sample.py can read
+
+
+def test_slurm_launcher_config():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    cfg = compose(["hydra/launcher=slurm", "sweeps=model_size"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert launcher.tasks_per_node == launcher.gpus_per_node == 1 and launcher.timeout_min == 240

@@ -93,3 +93,24 @@ def test_sweep_summary_lists_every_job(hydra_job, tmp_path, caplog):
     expected = [["0", "completed", "2.0"], ["1", "failed", ""], ["2", "completed", "1.5"]]
     assert [r.split(",")[:3] for r in rows[1:]] == expected
     assert "3 job(s), 2 completed, 1 failed" in caplog.text and "best val/loss 1.5000: job 2" in caplog.text
+
+
+def test_failed_job_marks_its_wandb_run_failed(hydra_job, tmp_path, monkeypatch):
+    import wandb
+
+    from tests.e2e.procs import wandb_records
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = hydra_job([])
+
+    def oom_after_wandb_started(cfg):
+        wandb.init(project="tformer-lab", dir=str(tmp_path))
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    assert math.isinf(run_job(cfg, oom_after_wandb_started))
+    assert wandb.run is None  # finished, so the next job's run is a new one
+    (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    records = list(wandb_records(run_file))
+    assert [r.exit.exit_code for r in records if r.HasField("exit")] == [1]
+    summary = {i.key: i.value_json for r in records if r.HasField("summary") for i in r.summary.update}
+    assert "CUDA out of memory (simulated)" in summary["failure"]

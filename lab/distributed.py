@@ -132,7 +132,7 @@ class HydraJobLauncher(_SubprocessScriptLauncher):
         self._join(watcher)
         return result
 
-    def _died_first(self, grace_s: float = 2.0) -> str | None:
+    def _died_first(self, grace_s: float = 10.0) -> str | None:
         """Which extra ranks exited with an error on their own (waiting briefly: they may be exiting now)."""
         deadline = time.monotonic() + grace_s
         while True:
@@ -164,8 +164,6 @@ class HydraJobLauncher(_SubprocessScriptLauncher):
         log.info("DDP: starting %d more rank(s) on this job: %s", self.num_processes - 1, " ".join(command[1:]))
         for local_rank in range(1, self.num_processes):
             env = {**os.environ, "LOCAL_RANK": str(local_rank)}
-            if os.environ.get("PL_GLOBAL_SEED") is None:
-                env.pop("PL_GLOBAL_SEED", None)
             self.procs.append(subprocess.Popen(command, env=env, cwd=cwd))
 
 

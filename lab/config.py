@@ -43,8 +43,17 @@ def wandb_offline() -> bool:
     return not wandb_credentials()
 
 
+def rank_zero(value, otherwise=None):
+    """`value` in the global-rank-zero process, `otherwise` in the extra ranks a launcher started (from the
+    environment: RANK, LOCAL_RANK, NODE_RANK, SLURM_PROCID, ...): Hydra's .hydra/ and log file once per run."""
+    from lab.distributed import env_rank_is_zero
+
+    return value if env_rank_is_zero() else otherwise
+
+
 def register_resolvers() -> None:
-    for name, fn in (("auto_precision", auto_precision), ("wandb_offline", wandb_offline)):
+    resolvers = (("auto_precision", auto_precision), ("wandb_offline", wandb_offline), ("rank_zero", rank_zero))
+    for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 

@@ -14,7 +14,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError
 
-from lab import cpu_estimate
+from lab import cpu_estimate, distributed
 from lab.checkpoint import check_family, read_checkpoint
 from lab.config import loggable
 from lab.families import family_of, module_class
@@ -135,6 +135,7 @@ def train(cfg: DictConfig) -> float | None:
     loggers = build_loggers(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
+    distributed.attach(trainer, batch_size=cfg.data.batch_size)  # ddp that also works under -m
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, out / "config.yaml", resolve=True)

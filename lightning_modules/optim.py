@@ -33,10 +33,14 @@ class OptimConfig:
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices (Linear, Embedding weights), none on biases and norm gains."""
+    """Weight decay on matrices (Linear, Embedding weights), none on biases and norm gains.
+
+    Decided by module type, not by p.dim(): under FSDP (trainer=fsdp) the optimizer sees 1-D parameter shards.
+    """
+    matrices = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Linear, nn.Embedding))}
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    decay = [p for p in params.values() if p.dim() >= 2]
-    no_decay = [p for p in params.values() if p.dim() < 2]
+    decay = [p for p in params.values() if id(p) in matrices]
+    no_decay = [p for p in params.values() if id(p) not in matrices]
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},

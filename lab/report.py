@@ -441,22 +441,30 @@ def write_plots(runs: list[Run], out: Path) -> list[Path]:
 
 
 def log_to_wandb(runs: list[Run], out: Path, plots: list[Path], *, mode: str = "auto") -> str:
-    """Log the table and figures to W&B when online; returns what happened, in words."""
+    """Log the table and figures to W&B: always with mode="on" (an offline run without credentials),
+    with "auto" only when online. Returns what happened, in words."""
     from lab.config import wandb_offline
 
-    if mode == "off" or (mode == "auto" and wandb_offline()):
+    offline = wandb_offline()
+    if mode == "off" or (mode == "auto" and offline):
         return "W&B: offline (no credentials or WANDB_MODE=offline), figures not uploaded"
     import wandb
 
     project = next((r.config["logger.wandb.project"] for r in runs if r.config.get("logger.wandb.project")), None)
-    run = wandb.init(project=project or "tformer-lab", job_type="report", name=f"report-{out.parent.name}")
+    run = wandb.init(
+        project=project or "tformer-lab",
+        job_type="report",
+        name=f"report-{out.parent.name}",
+        dir=str(out),
+        mode="offline" if offline else "online",
+    )
     table = wandb.Table(columns=[k for k, _ in COLUMNS])
     for r in runs:
         table.add_data(*[r.row.get(k) for k, _ in COLUMNS])
     run.log({"report/summary": table, **{f"report/{p.stem}": wandb.Image(str(p)) for p in plots}})
-    url = run.url
+    where = run.url if not offline else f"offline run in {Path(run.dir).parent} (upload: wandb sync)"
     run.finish()
-    return f"W&B: logged to {url}"
+    return f"W&B: logged to {where}"
 
 
 def default_out(paths: list[str | Path]) -> Path:

@@ -16,6 +16,9 @@ os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(os.environ["DATA_DIR"]) / "
 os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TFORMER_CACHE_DIR", str(ROOT / ".cache" / "tests"))
+# OpenMP threads that sleep instead of spinning: on a small shared CPU, spinning threads make tiny ops
+# (a batch-1 decoding step) up to 30x slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

@@ -22,6 +22,8 @@ TINY = [
     "trainer=debug",
     "logger=csv",
     "sample.max_new_tokens=40",
+    "callbacks.generation.num_samples=2",
+    "callbacks.generation.num_words=5",
 ]
 
 

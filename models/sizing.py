@@ -1,0 +1,282 @@
+"""How big a GPT is before it exists: parameters per component, training FLOPs and a memory estimate.
+
+Everything here is arithmetic on a GPTConfig, so a 175B-parameter model is sized in microseconds;
+`meta_num_params` builds the real module on the meta device (no memory) to check the arithmetic.
+
+Shapes: B batch, T sequence length, C = n_embd, H = n_head, D = C // H, L = n_layer, V = vocab_size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from models.gpt import GPT, GPTConfig
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Bytes per value of one Lightning precision setting."""
+
+    param: int  # weights, gradients and AdamW states
+    act: int  # matmul inputs/outputs (the autocast dtype under mixed precision)
+    resid: int  # the residual stream: float32 under mixed precision (embeddings are not autocast)
+    weight_copy: int  # autocast's low-precision copy of each matmul weight (0 without autocast)
+
+
+PRECISIONS: dict[str, Precision] = {
+    "64-true": Precision(8, 8, 8, 0),
+    "32-true": Precision(4, 4, 4, 0),
+    "bf16-mixed": Precision(4, 2, 4, 2),
+    "16-mixed": Precision(4, 2, 4, 2),
+    "bf16-true": Precision(2, 2, 2, 0),
+    "16-true": Precision(2, 2, 2, 0),
+}
+_ALIASES = {"64": "64-true", "32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
+
+
+def precision_of(precision: str | int) -> Precision:
+    key = _ALIASES.get(str(precision), str(precision))
+    if key not in PRECISIONS:
+        known = list(PRECISIONS)
+        raise ValueError(f"trainer.precision={precision!r} is unknown to the memory estimate; use one of {known}")
+    return PRECISIONS[key]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Parameters
+
+
+COMPONENTS: dict[str, str] = {
+    "token_embedding": "token embedding (tied with the output head)",
+    "position_embedding": "position embedding",
+    "attn_query": "attention query",
+    "attn_key": "attention key",
+    "attn_value": "attention value",
+    "attn_output": "attention output",
+    "mlp_up": "MLP up (C -> 4C)",
+    "mlp_down": "MLP down (4C -> C)",
+    "norms": "layer norms",
+    "head": "output head (tied: counted once, above)",
+}
+
+
+def param_counts(cfg: GPTConfig) -> dict[str, int]:
+    """Parameters per component (weights + biases); the tied output head counts 0. Sums to the model's count."""
+    c, layers, b = cfg.n_embd, cfg.n_layer, int(cfg.bias)
+    proj = c * c + b * c  # one C -> C projection
+    return {
+        "token_embedding": cfg.vocab_size * c,
+        "position_embedding": cfg.block_size * c,
+        "attn_query": layers * proj,
+        "attn_key": layers * proj,
+        "attn_value": layers * proj,
+        "attn_output": layers * proj,
+        "mlp_up": layers * (4 * c * c + b * 4 * c),
+        "mlp_down": layers * (4 * c * c + b * c),
+        "norms": (2 * layers + 1) * (c + b * c),
+        "head": 0,
+    }
+
+
+def num_params(cfg: GPTConfig) -> int:
+    return sum(param_counts(cfg).values())
+
+
+def num_param_tensors(cfg: GPTConfig) -> int:
+    """Parameter tensors (weights and biases are separate tensors): AdamW keeps one step counter for each."""
+    per_weight = 1 + int(cfg.bias)
+    return 2 + cfg.n_layer * 6 * per_weight + per_weight  # wte, wpe; 2 norms + 4 linears per layer; ln_f
+
+
+def meta_num_params(cfg: GPTConfig) -> int:
+    """Build the real module on the meta device (no memory, no init work) and count its parameters."""
+    with torch.device("meta"):
+        return GPT(cfg).num_params()
+
+
+@dataclass(frozen=True)
+class MatrixRow:
+    name: str
+    shape: str
+    per_layer: int
+    layers: int
+
+    @property
+    def total(self) -> int:
+        return self.per_layer * self.layers
+
+
+def matrix_breakdown(cfg: GPTConfig) -> list[MatrixRow]:
+    """The per-matrix table usually drawn for GPT-3: embedding, q, k, v, output, MLP, unembedding."""
+    c, h, d, v, layers, b = cfg.n_embd, cfg.n_head, cfg.head_dim, cfg.vocab_size, cfg.n_layer, int(cfg.bias)
+    heads = f" ({h} heads x {d})"
+    rows = [
+        MatrixRow("embedding W_E", f"{v} x {c}", v * c, 1),
+        MatrixRow("position embedding W_P", f"{cfg.block_size} x {c}", cfg.block_size * c, 1),
+        MatrixRow("query W_Q", f"{c} x {c}{heads}", c * c, layers),
+        MatrixRow("key W_K", f"{c} x {c}{heads}", c * c, layers),
+        MatrixRow("value W_V", f"{c} x {c}{heads}", c * c, layers),
+        MatrixRow("output W_O", f"{c} x {c}", c * c, layers),
+        MatrixRow("MLP up W_1", f"{c} x {4 * c}", 4 * c * c, layers),
+        MatrixRow("MLP down W_2", f"{4 * c} x {c}", 4 * c * c, layers),
+    ]
+    if b:
+        rows.append(MatrixRow("biases (q, k, v, o, up, down)", f"9 x {c}", 9 * c, layers))
+    rows.append(MatrixRow("layer norms", f"{2 * (1 + b)} x {c}", 2 * (1 + b) * c, layers))
+    rows.append(MatrixRow("final layer norm", f"{1 + b} x {c}", (1 + b) * c, 1))
+    rows.append(MatrixRow("unembedding W_U (= W_E, tied)", f"{c} x {v}", 0, 1))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------
+# FLOPs
+
+
+def flops_per_token(cfg: GPTConfig, seq_len: int | None = None) -> int:
+    """Training FLOPs per token, forward + backward: 6·N + 12·L·T·C (PaLM, appendix B; nanoGPT's MFU).
+
+    N counts every parameter that takes part in a matmul: all of them except the position embedding
+    (a lookup); the tied head counts once. 12·L·T·C is the attention score and value matmuls.
+    """
+    return cfg.flops_per_token(seq_len)
+
+
+def matmul_params(cfg: GPTConfig) -> int:
+    """The N of 6·N: all parameters but the position embedding."""
+    return num_params(cfg) - cfg.block_size * cfg.n_embd
+
+
+def flops_per_step(cfg: GPTConfig, batch_size: int, seq_len: int) -> int:
+    return flops_per_token(cfg, seq_len) * batch_size * seq_len
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Memory
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes of one training step on one device (AdamW, automatic optimization)."""
+
+    weights: int
+    gradients: int
+    optimizer: int  # AdamW exp_avg + exp_avg_sq, plus one float32 step counter per parameter tensor
+    activations: int  # tensors saved for backward by the forward pass (incl. the float32 log-probs)
+    weight_copies: int  # autocast's bf16/fp16 copies of the matmul weights, held until backward
+    backward_buffers: int  # gradients in flight at the peak of backward (see `backward_buffer_bytes`)
+    textbook: int  # 4·R·N²·D² + R·B·N·S·(S + 2D) values, in activation bytes
+
+    @property
+    def states(self) -> int:
+        """What the trainer holds between steps: weights + gradients + optimizer states."""
+        return self.weights + self.gradients + self.optimizer
+
+    @property
+    def total(self) -> int:
+        """Estimated peak: early in backward every activation is alive (and few gradients yet); after
+        backward every gradient is (and no activation); the weights and optimizer states always are."""
+        during_backward = self.activations + self.weight_copies + self.backward_buffers
+        return self.weights + self.optimizer + max(during_backward, self.gradients)
+
+    def to_dict(self) -> dict[str, int]:
+        return {**asdict(self), "total": self.total}
+
+
+def attention_stores_scores(attention: str, *, dropout: float, device: str) -> bool:
+    """Does the attention kernel keep the (B, H, T, T) probabilities for backward?
+
+    math always does; flash and the fused SDPA kernels recompute them, except that on CPU SDPA with
+    dropout falls back to the math path.
+    """
+    return attention == "math" or (device != "cuda" and dropout > 0)
+
+
+def activation_bytes(
+    cfg: GPTConfig, batch_size: int, seq_len: int, *, precision: str | int = "32-true", device: str = "cuda"
+) -> int:
+    """Bytes of the tensors a training forward pass saves for backward.
+
+    Per layer (sdpa/flash), in units of B·T·C: the two layer-norm inputs (residual dtype), the inputs
+    of the four linears (C, C, C, 4C wide) and q, k, v and the GELU input: 2·resid + 14·act, plus
+    float32 norm statistics and the attention log-sum-exp. Dropout adds its masks (bool on CUDA, a
+    full-width float tensor on CPU); math attention adds the (B, H, T, T) probabilities.
+    """
+    p = precision_of(precision)
+    b, t, c, h, v = batch_size, seq_len, cfg.n_embd, cfg.n_head, cfg.vocab_size
+    btc, bt, bhtt = b * t * c, b * t, b * h * t * t
+    drop = cfg.dropout > 0
+    mask = 1 if device == "cuda" else p.act  # dropout mask bytes per element
+    scores = attention_stores_scores(cfg.attention, dropout=cfg.dropout, device=device)
+
+    layer = (2 * p.resid + 14 * p.act) * btc + 2 * 2 * bt * 4  # tensors + LN mean/rstd (float32)
+    if scores:
+        # float32 softmax output and the causal mask; then what the value matmul saves: the dropped
+        # probabilities and their mask, or the probabilities cast back to the activation dtype
+        layer += bhtt * 4 + t * t
+        if drop:
+            layer += bhtt * (mask + p.act)
+        elif p.act != 4:
+            layer += bhtt * p.act
+    else:
+        layer += b * h * t * 4  # log-sum-exp of the fused kernels
+    if drop:
+        layer += 2 * mask * btc  # residual dropouts after attention and MLP
+
+    embed_mask = 1 if device == "cuda" else p.resid  # the embedding sum is not autocast
+    embed = bt * 8 + t * 8 + (embed_mask * btc if drop else 0)  # token ids, positions, embedding dropout
+    final = p.resid * btc + 2 * bt * 4 + p.act * btc  # ln_f input + stats, lm_head input
+    loss = 4 * bt * v + bt * 8  # float32 log-probs, targets
+    return cfg.n_layer * layer + embed + final + loss
+
+
+def backward_buffer_bytes(cfg: GPTConfig, batch_size: int, seq_len: int, *, precision: str | int = "32-true") -> int:
+    """Gradients alive on top of the activations early in backward, the larger of two moments:
+    the loss (two float32 (B, T, V) gradients: log-probs and logits) and the last layer's MLP (the
+    residual gradient, the 4C-wide GELU-output gradient, and the head's and that MLP's weight gradients)."""
+    p = precision_of(precision)
+    bt, c = batch_size * seq_len, cfg.n_embd
+    loss = 2 * 4 * bt * cfg.vocab_size
+    layer = (4 * p.act + p.resid) * bt * c + (cfg.vocab_size * c + 8 * c * c) * p.param
+    return max(loss, layer)
+
+
+def memory_estimate(
+    cfg: GPTConfig,
+    batch_size: int,
+    seq_len: int,
+    *,
+    precision: str | int = "32-true",
+    device: str = "cuda",
+) -> MemoryEstimate:
+    """Weights, gradients, AdamW states and activations of a training step (per device)."""
+    p = precision_of(precision)
+    n = num_params(cfg)
+    linear_weights = matmul_params(cfg) - (2 * cfg.n_layer + 1) * (1 + int(cfg.bias)) * cfg.n_embd  # minus norms
+    r, heads, d, s = cfg.n_layer, cfg.n_head, cfg.head_dim, seq_len
+    textbook_values = 4 * r * heads**2 * d**2 + r * batch_size * heads * s * (s + 2 * d)
+    return MemoryEstimate(
+        weights=n * p.param,
+        gradients=n * p.param,
+        optimizer=2 * n * p.param + 4 * num_param_tensors(cfg),
+        activations=activation_bytes(cfg, batch_size, seq_len, precision=precision, device=device),
+        weight_copies=linear_weights * p.weight_copy,
+        backward_buffers=backward_buffer_bytes(cfg, batch_size, seq_len, precision=precision),
+        textbook=textbook_values * p.act,
+    )
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} TiB"
+
+
+def human_count(n: float) -> str:
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.0f}"

@@ -1,0 +1,77 @@
+"""lab/report.py on hand-made run directories: the numbers in the table come from the runs' files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from lab.report import PLOTS, find_runs, make_report
+
+
+def make_run(root: Path, name: str, *, n_layer: int, val: list[float] | None, measure: bool = True) -> Path:
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text(f"- model=gpt_nano\n- model.n_layer={n_layer}\n")
+    (run / "config.yaml").write_text(
+        "data:\n  batch_size: 8\n  block_size: 32\n  tokenizer: char\n"
+        f"model:\n  n_layer: {n_layer}\n  n_head: 2\n  n_embd: 32\n  bias: false\n  block_size: 32\n"
+    )
+    if val is not None:
+        (run / "csv").mkdir()
+        with open(run / "csv" / "metrics.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["epoch", "perf/step_time", "perf/tokens_per_sec", "step", "train/loss", "val/loss"])
+            for i, v in enumerate(val):
+                w.writerow([0, "", "", i, 4.0 - i / 10, ""])
+                w.writerow([0, 0.5 + i, 100.0 * (i + 1), i, "", v])
+    if measure:
+        (run / "measure.json").write_text(
+            json.dumps({"params": 1234 * n_layer, "total_time": 9.5, "peak_memory_mb": 400.0, "step_time": 0.25,
+                        "estimated_memory_mb": 1.5, "memory_kind": "process_peak_rss", "memory_at_start_mb": 380.0})
+        )  # fmt: skip
+    return run
+
+
+def test_report_table_and_plots(tmp_path, monkeypatch):
+    sweep = tmp_path / "multirun"
+    make_run(sweep, "0", n_layer=1, val=[3.0, 2.5, 2.75])
+    make_run(sweep, "1", n_layer=2, val=[3.1, 2.2], measure=False)
+    make_run(sweep, "2", n_layer=3, val=None, measure=False)
+    (sweep / "1" / "wandb" / "run-x" / "files").mkdir(parents=True)  # W&B's own config.yaml is no run
+    (sweep / "1" / "wandb" / "run-x" / "files" / "config.yaml").write_text("a: 1\n")
+    assert [p.name for p in find_runs([sweep])] == ["0", "1", "2"]
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    result = make_report([sweep], wandb_mode="on")
+    out = sweep / "report"
+    assert result["out"] == out
+    for name in PLOTS:
+        assert (out / name).stat().st_size > 1000
+    with open(out / "summary.csv", newline="") as f:
+        rows = {r["path"].rsplit("/", 1)[-1]: r for r in csv.DictReader(f)}
+    assert float(rows["0"]["best_val_loss"]) == 2.5
+    assert float(rows["1"]["best_val_loss"]) == 2.2
+    assert rows["0"]["params"] == "1234"  # from measure.json
+    assert rows["0"]["step_time"] == "0.25"
+    assert float(rows["1"]["step_time"]) == pytest.approx(1.0)  # no measure.json: median of the CSV column
+    assert rows["1"]["params"] == str(2 * (12 * 32 * 32 + 2 * 32) + 32 + 65 * 32 + 32 * 32)  # from the sizes
+    assert rows["0"]["status"] == "incomplete: no generation.json"
+    assert rows["1"]["status"].startswith("incomplete")
+    assert rows["2"]["status"].startswith("failed") and "no csv/metrics.csv" in rows["2"]["status"]
+    assert rows["0"]["run"] == "0: n_layer=1"
+    md = (out / "summary.md").read_text()
+    assert "Best val loss: 2.2000 (1: n_layer=2)" in md
+    assert "peak RSS" in md
+    # the figures went to an offline W&B run inside the report directory
+    images = list((out / "wandb").glob("offline-run-*/files/media/images/report/*.png"))
+    assert len(images) == len(PLOTS)
+
+
+def test_report_refuses_paths_without_runs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="holds no run directory"):
+        find_runs([tmp_path])
+    with pytest.raises(FileNotFoundError, match="is not a directory"):
+        find_runs([tmp_path / "missing"])

@@ -14,6 +14,7 @@ import yaml
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from lab.report import PLOTS
 from tests.e2e.procs import ROOT, finish, run_train, start, train_env, wandb_run_info
 
 pytestmark = pytest.mark.slow
@@ -74,6 +75,26 @@ def test_deconstructing_smoke_sweep(tmp_path):
         run = wandb_run_info(sweep / str(job))
         assert run["group"] == sweep.name and "deconstructing" in run["tags"]
     assert [r["status"] for r in read_summary(sweep)] == ["completed"] * 3
+
+    # ... and report.py turns the study into its table and every plot, with the runs' own numbers
+    report = start([sys.executable, "report.py", str(sweep), "--wandb", "off"], env=train_env(tmp_path),
+                   log=tmp_path / "report.log")  # fmt: skip
+    (code,) = finish([report], timeout=300)
+    assert code == 0, (tmp_path / "report.log").read_text()[-4000:]
+    for name in PLOTS:
+        assert (sweep / "report" / name).stat().st_size > 1000, name
+    with open(sweep / "report" / "summary.csv", newline="") as f:
+        rows = {r["path"].rsplit("/", 1)[-1]: r for r in csv.DictReader(f)}
+    for job in ("0", "1", "2"):
+        with open(sweep / job / "csv" / "metrics.csv", newline="") as f:
+            val = [float(r["val/loss"]) for r in csv.DictReader(f) if r.get("val/loss")]
+        measured = json.loads((sweep / job / "measure.json").read_text())
+        generation = json.loads((sweep / job / "generation.json").read_text())["summary"]
+        assert rows[job]["status"] == "ok"
+        assert float(rows[job]["best_val_loss"]) == pytest.approx(min(val))
+        assert int(rows[job]["params"]) == measured["params"]
+        assert float(rows[job]["word_accuracy"]) == pytest.approx(generation["word_accuracy"])
+    assert "Best val loss" in (sweep / "report" / "summary.md").read_text()
 
 
 def expand_agent_command(definition: dict, params: dict) -> list[str]:

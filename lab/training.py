@@ -135,7 +135,7 @@ def train(cfg: DictConfig) -> float | None:
     loggers = build_loggers(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
-    distributed.attach(trainer, batch_size=cfg.data.batch_size)  # ddp that also works under -m
+    distributed.attach(trainer, batch_size=cfg.data.get("batch_size"))  # ddp that also works under -m
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, out / "config.yaml", resolve=True)

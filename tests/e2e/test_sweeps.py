@@ -28,6 +28,8 @@ TINY_WANDB = [
     "trainer=debug",
     "sample.max_new_tokens=20",
     "cpu_time_check=false",
+    "callbacks.generation.num_samples=2",
+    "callbacks.generation.num_words=5",
 ]
 
 

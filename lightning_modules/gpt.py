@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import lightning as L
 import torch
-from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics import MeanMetric
 
 from datamodules.text_tokenizers import build_tokenizer
-from lightning_modules.optim import OptimConfig, lr_lambda, make_adamw
+from lightning_modules.base import TformerModule
+from lightning_modules.optim import OptimConfig
 from models.gpt import GPT, GPTConfig
 
 FAMILY = "gpt"
 
 
-class GPTLitModule(L.LightningModule):
+class GPTLitModule(TformerModule):
     """Everything needed to rebuild the model and its tokenizer is saved with the checkpoint."""
+
+    family = FAMILY
 
     def __init__(self, model: dict, tokenizer: dict, optim: dict | None = None, compile: bool = False):
         super().__init__()
@@ -46,27 +47,6 @@ class GPTLitModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self.log("val/loss", self.val_loss.compute(), prog_bar=True, sync_dist=False)
         self.val_loss.reset()
-
-    def on_before_optimizer_step(self, optimizer) -> None:
-        # Clip here rather than through Trainer(gradient_clip_val=...), which rejects fused AdamW.
-        if self.optim_cfg.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(self.parameters(), self.optim_cfg.grad_clip)
-            self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
-
-    def configure_optimizers(self):
-        optimizer = make_adamw(self.model, self.optim_cfg, device_type=self.device.type)
-        total = self.trainer.max_steps if self.trainer and self.trainer.max_steps > 0 else 10_000
-        scheduler = LambdaLR(optimizer, lr_lambda(self.optim_cfg, total))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["tformer_family"] = FAMILY
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # Checkpoints of a torch.compile'd model elsewhere may carry "_orig_mod." in their keys.
-        state = checkpoint.get("state_dict", {})
-        for key in [k for k in state if "_orig_mod." in k]:
-            state[key.replace("_orig_mod.", "")] = state.pop(key)
 
     @torch.no_grad()
     def sample(

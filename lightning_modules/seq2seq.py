@@ -13,15 +13,14 @@ import logging
 import warnings
 from pathlib import Path
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import WandbLogger
-from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics import MeanMetric
 
 from datamodules.subword import build_pair_tokenizer
-from lightning_modules.optim import OptimConfig, lr_lambda, make_adamw
+from lightning_modules.base import TformerModule
+from lightning_modules.optim import OptimConfig
 from models.decoding import beam_search, greedy_search
 from models.seq2seq import Seq2Seq, Seq2SeqConfig
 
@@ -52,8 +51,10 @@ def _unique_sorted(outputs: list[tuple]) -> list[tuple]:
     return sorted({o[0]: o for o in outputs}.values())
 
 
-class Seq2SeqLitModule(L.LightningModule):
+class Seq2SeqLitModule(TformerModule):
     """Everything needed to rebuild the model and its tokenizer is saved with the checkpoint."""
+
+    family = FAMILY
 
     def __init__(
         self,
@@ -113,22 +114,6 @@ class Seq2SeqLitModule(L.LightningModule):
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=n)
         self.log("train/tokens", batch["tgt_out"].ne(self.pad_id).sum().float(), on_step=True, batch_size=n)
         return loss
-
-    def on_before_optimizer_step(self, optimizer) -> None:
-        # Clip here rather than through Trainer(gradient_clip_val=...), which rejects fused AdamW.
-        if self.optim_cfg.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(self.parameters(), self.optim_cfg.grad_clip)
-            self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
-
-    def configure_optimizers(self):
-        optimizer = make_adamw(self.model, self.optim_cfg, device_type=self.device.type)
-        total = 10_000
-        if self.trainer is not None:  # max_steps, or the steps of max_epochs
-            total = self.trainer.max_steps
-            if total <= 0:
-                total = int(self.trainer.estimated_stepping_batches)
-        scheduler = LambdaLR(optimizer, lr_lambda(self.optim_cfg, total))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # -- decoding
     @torch.no_grad()
@@ -246,12 +231,3 @@ class Seq2SeqLitModule(L.LightningModule):
         log.info("Test BLEU: %s (%s); hypotheses in %s", score, signature, run / "test_hypotheses.txt")
         for logger in self.loggers:
             logger.log_hyperparams({"bleu_signature": signature})
-
-    # -- checkpoints
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["tformer_family"] = FAMILY
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint.get("state_dict", {})
-        for key in [k for k in state if "_orig_mod." in k]:
-            state[key.replace("_orig_mod.", "")] = state.pop(key)

@@ -5,7 +5,26 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.attention import Attention, Backend, KVCache
+from models.attention import BACKENDS, Attention, Backend, KVCache
+
+
+def check_config(c, int_fields: tuple[str, ...]) -> None:
+    """The checks every model config shares, each error naming its `model.<field>` override: positive
+    integer sizes, heads that divide the width, a dropout in [0, 1), a known attention backend."""
+    for name in int_fields:
+        value = getattr(c, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"model.{name} must be a positive integer, got {value!r}")
+    if c.n_embd % c.n_head != 0:
+        nearest = c.n_head * max(1, c.n_embd // c.n_head)
+        raise ValueError(
+            f"model.n_embd={c.n_embd} is not divisible by model.n_head={c.n_head}: "
+            f"pick n_embd as a multiple of n_head (e.g. model.n_embd={nearest})"
+        )
+    if not 0.0 <= c.dropout < 1.0:
+        raise ValueError(f"model.dropout must be in [0, 1), got {c.dropout}")
+    if c.attention not in BACKENDS:
+        raise ValueError(f"model.attention={c.attention!r} is unknown; choose one of {BACKENDS}")
 
 
 class MLP(nn.Module):

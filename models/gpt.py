@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention import BACKENDS, KVCache
-from models.blocks import Block
+from models.attention import KVCache
+from models.blocks import Block, check_config
 from models.sampling import sample_next
 
 
@@ -32,20 +32,7 @@ class GPTConfig:
     name: str = "gpt"  # a label for logs and reports
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"model.{name} must be a positive integer, got {value!r}")
-        if self.n_embd % self.n_head != 0:
-            nearest = self.n_head * max(1, self.n_embd // self.n_head)
-            raise ValueError(
-                f"model.n_embd={self.n_embd} is not divisible by model.n_head={self.n_head}: "
-                f"pick n_embd as a multiple of n_head (e.g. model.n_embd={nearest})"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
-        if self.attention not in BACKENDS:
-            raise ValueError(f"model.attention={self.attention!r} is unknown; choose one of {BACKENDS}")
+        check_config(self, ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"))
 
     @property
     def head_dim(self) -> int:

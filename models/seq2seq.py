@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from models.attention import BACKENDS, Attention, KVCache
-from models.blocks import MLP
+from models.attention import Attention, KVCache
+from models.blocks import MLP, check_config
 
 POSITIONS = ("sinusoidal", "learned")
 NORMS = ("pre", "post")
@@ -40,24 +40,11 @@ class Seq2SeqConfig:
     name: str = "seq2seq"  # a label for logs and reports
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "max_len", "n_enc_layer", "n_dec_layer", "n_head", "n_embd", "d_ff"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"model.{name} must be a positive integer, got {value!r}")
-        if self.n_embd % self.n_head != 0:
-            nearest = self.n_head * max(1, self.n_embd // self.n_head)
-            raise ValueError(
-                f"model.n_embd={self.n_embd} is not divisible by model.n_head={self.n_head}: "
-                f"pick n_embd as a multiple of n_head (e.g. model.n_embd={nearest})"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        check_config(self, ("vocab_size", "max_len", "n_enc_layer", "n_dec_layer", "n_head", "n_embd", "d_ff"))
         if self.positions not in POSITIONS:
             raise ValueError(f"model.positions={self.positions!r} is unknown; choose one of {POSITIONS}")
         if self.norm not in NORMS:
             raise ValueError(f"model.norm={self.norm!r} is unknown; choose one of {NORMS}")
-        if self.attention not in BACKENDS:
-            raise ValueError(f"model.attention={self.attention!r} is unknown; choose one of {BACKENDS}")
 
     @property
     def head_dim(self) -> int:

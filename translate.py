@@ -20,14 +20,12 @@ def read_input(cfg: DictConfig) -> list[str]:
     path = Path(str(cfg.input)).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"input={cfg.input} does not exist (no such file)")
+    from datamodules.translation import read_lines  # the corpus reader: same line splitting and stripping
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"input={cfg.input} is not UTF-8 text ({err})") from err
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.strip() for line in lines]
+        return read_lines(path)
+    except ValueError as err:  # not UTF-8
+        raise ValueError(f"input={cfg.input}: {err}") from err
 
 
 FREE_TEXT_KEYS = ("text", "input", "output")

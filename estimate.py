@@ -14,7 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-import lab.config  # noqa: F401  (registers the config resolvers)
+import training.config  # noqa: F401  (registers the config resolvers)
 
 os.environ.setdefault("TFORMER_ROOT", str(Path(__file__).resolve().parent))
 
@@ -32,7 +32,7 @@ def hydra_args(argv: list[str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    from lab.estimate import build_estimate, print_estimate
+    from analysis.estimate import build_estimate, print_estimate
 
     print_estimate(build_estimate(cfg), breakdown=bool(cfg.get("breakdown", False)))
 

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from lab.report import make_report
+    from analysis.report import make_report
 
     try:
         result = make_report(args.paths, args.out, wandb_mode=args.wandb)

@@ -10,19 +10,12 @@ from omegaconf import DictConfig
 def main(cfg: DictConfig) -> None:
     import torch
 
-    from lab.checkpoint import load_module
+    from training.checkpoint import load_module
 
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     module = load_module(cfg.ckpt_path, "gpt", device=device)
-    samples = module.sample(
-        str(cfg.prompt),
-        num_samples=cfg.num_samples,
-        max_new_tokens=cfg.max_new_tokens,
-        temperature=cfg.temperature,
-        top_k=cfg.top_k,
-        top_p=cfg.top_p,
-        seed=cfg.seed,
-    )
+    options = ("num_samples", "max_new_tokens", "temperature", "top_k", "top_p", "seed")
+    samples = module.sample(str(cfg.prompt), **{key: cfg[key] for key in options})
     for i, text in enumerate(samples):
         sys.stdout.write(f"--- sample {i} ---\n{text}\n")
 

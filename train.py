@@ -6,15 +6,15 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-import lab.config  # noqa: F401  (registers the config resolvers)
+import training.config  # noqa: F401  (registers the config resolvers)
 
 os.environ.setdefault("TFORMER_ROOT", str(Path(__file__).resolve().parent))  # conf/train.yaml finds sweeps/ here
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from lab.sweep import run_job
-    from lab.training import train
+    from training.run import train
+    from training.sweep import run_job
 
     return run_job(cfg, train)  # in a multirun, a failing job is recorded and the sweep goes on
 

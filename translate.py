@@ -20,7 +20,7 @@ def read_input(cfg: DictConfig) -> list[str]:
     path = Path(str(cfg.input)).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"input={cfg.input} does not exist (no such file)")
-    from datamodules.translation import read_lines  # the corpus reader: same line splitting and stripping
+    from datamodules.files import read_lines  # the corpus reader: same line splitting and stripping
 
     try:
         return read_lines(path)
@@ -52,7 +52,7 @@ def quote_free_text(argv: list[str]) -> list[str]:
 def main(cfg: DictConfig) -> None:
     import torch
 
-    from lab.checkpoint import load_module
+    from training.checkpoint import load_module
 
     sentences = read_input(cfg)
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")

@@ -18,6 +18,7 @@ Prints a Markdown table (docs/measurement.md keeps one).
 from __future__ import annotations
 
 import argparse
+import csv
 import gc
 import json
 import os
@@ -29,27 +30,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# name, batch, block, n_embd, n_head, n_layer, vocab, attention, dropout
-CPU_SIZES = [
-    ("base", 8, 128, 128, 4, 2, 65, "sdpa", 0.0),
-    ("batch x4", 32, 128, 128, 4, 2, 65, "sdpa", 0.0),
-    ("block x4", 8, 512, 128, 4, 2, 65, "sdpa", 0.0),
-    ("width x4", 8, 128, 512, 8, 2, 65, "sdpa", 0.0),
-    ("depth x4", 8, 128, 128, 4, 8, 65, "sdpa", 0.0),
-    ("math attention", 8, 256, 256, 8, 4, 65, "math", 0.0),
-    ("dropout 0.1", 8, 128, 256, 4, 4, 65, "sdpa", 0.1),
-    ("BPE vocab", 4, 128, 128, 4, 2, 50257, "sdpa", 0.0),
-]
-GPU_SIZES = [
-    ("gpt2 b8 t1024", 8, 1024, 768, 12, 12, 50257, "sdpa", 0.0),
-    ("gpt2 b16 t512", 16, 512, 768, 12, 12, 50257, "sdpa", 0.0),
-    ("gpt2-medium b4 t1024", 4, 1024, 1024, 16, 24, 50257, "sdpa", 0.0),
-    ("nanoGPT char b64 t256", 64, 256, 384, 6, 6, 65, "sdpa", 0.2),
-    ("wide 2048 x 4 layers", 8, 512, 2048, 16, 4, 50257, "sdpa", 0.0),
-    ("deep 512 x 32 layers", 16, 512, 512, 8, 32, 65, "sdpa", 0.0),
-    ("math attention b16 t1024", 16, 1024, 512, 8, 6, 65, "math", 0.0),
-    ("gpt2-large b2 t1024", 2, 1024, 1280, 20, 36, 50257, "sdpa", 0.0),
-]
+# The configurations measured: bench/memory_sizes.csv (a "cpu" and a "gpu" set, differing in batch, block,
+# width, depth, attention kernel, dropout and vocabulary).
+SIZES_FILE = Path(__file__).with_name("memory_sizes.csv")
+
+
+def load_sizes(kind: str) -> list[tuple]:
+    with open(SIZES_FILE, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["sizes"] == kind]
+    ints = ("batch", "block", "n_embd", "n_head", "n_layer", "vocab")
+    return [tuple(int(r[k]) if k in ints else float(r[k]) if k == "dropout" else r[k] for k in KEYS) for r in rows]
+
+
 KEYS = ("name", "batch", "block", "n_embd", "n_head", "n_layer", "vocab", "attention", "dropout")
 
 
@@ -85,7 +77,7 @@ def worker(spec: dict) -> dict:
     from torch.utils.data import DataLoader, IterableDataset
 
     from lightning_modules.gpt import GPTLitModule
-    from lightning_modules.measure import current_memory, peak_memory, reset_peak_memory
+    from lightning_modules.hardware import current_memory, peak_memory, reset_peak_memory
     from models import sizing
     from models.gpt import GPTConfig
 
@@ -205,7 +197,7 @@ def main() -> None:
     if args.worker:
         print("RESULT " + json.dumps(worker(json.loads(args.worker))))
         return
-    sizes = {"cpu": CPU_SIZES, "gpu": GPU_SIZES}[args.sizes or ("gpu" if args.device == "cuda" else "cpu")]
+    sizes = load_sizes(args.sizes or ("gpu" if args.device == "cuda" else "cpu"))
     rows = []
     for values in sizes:
         spec = {**dict(zip(KEYS, values)), "device": args.device, "precision": args.precision}

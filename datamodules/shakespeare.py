@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import lightning as L
@@ -11,23 +10,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from datamodules.download import fetch, md5sum
-from datamodules.text_tokenizers import CharTokenizer, TiktokenTokenizer, default_tiktoken_cache
+from datamodules.files import atomic_write, fetch, md5sum
+from datamodules.text_tokenizers import CharTokenizer, TiktokenTokenizer, build_tokenizer, default_tiktoken_cache
 from datamodules.windows import EvalWindows, RandomWindows, load_tokens
 
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SIZE = 1_115_394
 MD5 = "6fb458f1232090904fb40fe944165e91"
 FILENAME = "tinyshakespeare.txt"
-
-
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class ShakespeareDataModule(L.LightningDataModule):
@@ -97,9 +87,9 @@ class ShakespeareDataModule(L.LightningDataModule):
         tokenizer = self._make_tokenizer(text)
         for name, part in (("train", text[:split]), ("val", text[split:])):
             ids = np.array(tokenizer.encode(part), dtype=np.uint16)
-            _write_atomic(cache / f"{name}.bin", lambda p, ids=ids: ids.tofile(p))
+            atomic_write(cache / f"{name}.bin", lambda p, ids=ids: ids.tofile(p))
         meta = {"tokenizer": tokenizer.state_dict(), "corpus": str(self.corpus_path), "split_char": split}
-        _write_atomic(cache / "meta.json", lambda p: p.write_text(json.dumps(meta)))
+        atomic_write(cache / "meta.json", lambda p: p.write_text(json.dumps(meta)))
 
     def _make_tokenizer(self, text: str) -> CharTokenizer | TiktokenTokenizer:
         if self.tokenizer_name == "char":
@@ -112,12 +102,8 @@ class ShakespeareDataModule(L.LightningDataModule):
             return
         cache = self._cache_dir()
         meta = json.loads((cache / "meta.json").read_text())
-        state = meta["tokenizer"]
-        if state["kind"] == "char":
-            self.tokenizer = CharTokenizer(state["chars"])
-        else:
-            default_tiktoken_cache(self.data_dir)
-            self.tokenizer = TiktokenTokenizer(state["encoding"])
+        default_tiktoken_cache(self.data_dir)  # where a tiktoken encoding finds its files
+        self.tokenizer = build_tokenizer(meta["tokenizer"])
         self.train_tokens, self.val_tokens = load_tokens(cache / "train.bin"), load_tokens(cache / "val.bin")
         smallest = min(len(self.train_tokens), len(self.val_tokens))
         if self.block_size >= smallest:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from datamodules.text_tokenizers import TiktokenTokenizer
+from datamodules.text_tokenizers import TiktokenTokenizer, rebuild
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 
@@ -19,10 +19,11 @@ PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 class BPETokenizer:
     kind = "hf_bpe"
 
-    def __init__(self, tokenizer_json: str):
+    def __init__(self, json: str):
+        """json: the tokenizer's whole definition, as Hugging Face `tokenizers` serialises it."""
         from tokenizers import Tokenizer
 
-        self.tok = Tokenizer.from_str(tokenizer_json)
+        self.tok = Tokenizer.from_str(json)
         self.pad_id, self.bos_id, self.eos_id = (self.tok.token_to_id(t) for t in (PAD, BOS, EOS))
         if None in (self.pad_id, self.bos_id, self.eos_id):
             raise ValueError(f"tokenizer JSON lacks one of the special tokens {PAD}, {BOS}, {EOS}")
@@ -61,6 +62,7 @@ class BPETokenizer:
         return {"kind": self.kind, "json": self.tok.to_str()}
 
 
+
 class GPT2PairTokenizer:
     """tiktoken's GPT-2 BPE: <|endoftext|> is BOS and EOS, and the id after the vocabulary pads."""
 
@@ -86,14 +88,10 @@ class GPT2PairTokenizer:
         return {"kind": self.kind, "encoding": self.encoding}
 
 
+
 PairTokenizer = BPETokenizer | GPT2PairTokenizer
 
 
 def build_pair_tokenizer(state: dict) -> PairTokenizer:
-    """Rebuild a translation tokenizer from its state_dict() (as stored in a checkpoint)."""
-    kind = state.get("kind")
-    if kind == BPETokenizer.kind:
-        return BPETokenizer(state["json"])
-    if kind == GPT2PairTokenizer.kind:
-        return GPT2PairTokenizer(state["encoding"])
-    raise ValueError(f"unknown translation tokenizer kind {kind!r}; expected {BPETokenizer.kind} or tiktoken_pair")
+    """A translation tokenizer from its state_dict() (as stored in a checkpoint)."""
+    return rebuild(state, (BPETokenizer, GPT2PairTokenizer), "translation tokenizer")

@@ -48,6 +48,7 @@ class CharTokenizer:
         return {"kind": self.kind, "chars": self.chars}
 
 
+
 class TiktokenTokenizer:
     """A tiktoken encoding (GPT-2 BPE by default). Its BPE files come from TIKTOKEN_CACHE_DIR."""
 
@@ -79,14 +80,20 @@ class TiktokenTokenizer:
         return {"kind": self.kind, "encoding": self.encoding}
 
 
+
+def rebuild(state: dict, kinds: tuple[type, ...], what: str = "tokenizer"):
+    """Rebuild a tokenizer from its state_dict() (as stored in a checkpoint); its kind must be one of kinds.
+
+    A state_dict() is {"kind": ..., **the constructor's arguments}, so rebuilding is calling the class."""
+    for cls in kinds:
+        if state.get("kind") == cls.kind:
+            return cls(**{k: v for k, v in state.items() if k != "kind"})
+    raise ValueError(f"unknown {what} kind {state.get('kind')!r}; expected one of {[c.kind for c in kinds]}")
+
+
 def build_tokenizer(state: dict) -> CharTokenizer | TiktokenTokenizer:
-    """Rebuild a tokenizer from its state_dict() (as stored in a checkpoint)."""
-    kind = state.get("kind")
-    if kind == CharTokenizer.kind:
-        return CharTokenizer(state["chars"])
-    if kind == TiktokenTokenizer.kind:
-        return TiktokenTokenizer(state["encoding"])
-    raise ValueError(f"unknown tokenizer kind {kind!r} in {state!r}")
+    """A language-model tokenizer from its state_dict()."""
+    return rebuild(state, (CharTokenizer, TiktokenTokenizer))
 
 
 def default_tiktoken_cache(data_dir: str | Path) -> None:

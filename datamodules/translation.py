@@ -15,217 +15,25 @@ Documented behaviour on bad input:
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import logging
-import os
-import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 
-from datamodules.download import CorpusUnavailable, fetch, md5sum
+from datamodules.batching import PadCollate, PairDataset, TokenBudgetBatchSampler
+from datamodules.files import atomic_write
+from datamodules.parallel_text import EMPTY_LINES, Encoded, encode_split, read_pairs
 from datamodules.subword import BPETokenizer, GPT2PairTokenizer, PairTokenizer, build_pair_tokenizer
 from datamodules.text_tokenizers import default_tiktoken_cache
 
 log = logging.getLogger(__name__)
 
 TOKENIZERS = ("bpe", "gpt2")
-EMPTY_LINES = ("error", "skip")
-
-
-# ----------------------------------------------------------------------------- reading
-
-
-def read_lines(path: Path) -> list[str]:
-    """Lines of a UTF-8 file, whitespace-stripped. Splits on "\\n" only (not on Unicode separators)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path} is not UTF-8 text ({err}); convert it, e.g. with iconv -t utf-8") from err
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.strip() for line in lines]
-
-
-def read_pairs(src_path: Path, tgt_path: Path, *, empty_lines: str = "error") -> tuple[list[str], list[str]]:
-    """The sentence pairs of one split, checked: equal line counts, no empty lines (or skipped)."""
-    src, tgt = read_lines(src_path), read_lines(tgt_path)
-    if len(src) != len(tgt):
-        raise ValueError(
-            f"parallel files differ in length: {src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}. "
-            f"Line i of one must translate line i of the other: fix the corpus (one sentence a line on both sides)"
-        )
-    empty = [i for i, (s, t) in enumerate(zip(src, tgt)) if not s or not t]
-    if empty:
-        first = empty[0]
-        where = src_path if not src[first] else tgt_path
-        if empty_lines == "error":
-            raise ValueError(
-                f"{len(empty)} empty line(s) in the pair {src_path} / {tgt_path}, the first at line {first + 1} "
-                f"of {where}. Remove them, or drop those pairs with data.empty_lines=skip"
-            )
-        log.warning("Dropped %d pair(s) with an empty side from %s / %s", len(empty), src_path, tgt_path)
-        drop = set(empty)
-        src = [s for i, s in enumerate(src) if i not in drop]
-        tgt = [t for i, t in enumerate(tgt) if i not in drop]
-    return src, tgt
-
-
-# ----------------------------------------------------------------------------- batching
-
-
-@dataclass
-class Encoded:
-    """One split, tokenized: ids without specials, plus the original text (references for BLEU)."""
-
-    src_ids: list[list[int]]
-    tgt_ids: list[list[int]]
-    src_text: list[str]
-    tgt_text: list[str]
-
-    def __len__(self) -> int:
-        return len(self.src_text)
-
-
-def encode_split(tokenizer: PairTokenizer, src: list[str], tgt: list[str], max_len: int, *, split: str) -> Encoded:
-    """Tokenize both sides; cut sentences to max_len - 1 tokens (one position is left for EOS/BOS)."""
-    src_ids, tgt_ids = tokenizer.encode_batch(src), tokenizer.encode_batch(tgt)
-    long = sum(len(s) >= max_len or len(t) >= max_len for s, t in zip(src_ids, tgt_ids))
-    if long:
-        log.warning(
-            "%d of %d %s pairs are longer than data.max_len=%d tokens (EOS included) and were truncated",
-            long,
-            len(src),
-            split,
-            max_len,
-        )
-    cut = max_len - 1
-    return Encoded([s[:cut] for s in src_ids], [t[:cut] for t in tgt_ids], src, tgt)
-
-
-class PairDataset(Dataset):
-    """Item i: (source ids + EOS, target ids, i)."""
-
-    def __init__(self, data: Encoded, eos_id: int):
-        self.data, self.eos_id = data, eos_id
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i: int) -> tuple[list[int], list[int], int]:
-        return self.data.src_ids[i] + [self.eos_id], self.data.tgt_ids[i], i
-
-    def lengths(self) -> tuple[np.ndarray, np.ndarray]:
-        """Padded-tensor lengths per pair: source (with EOS) and target (BOS/EOS + tokens)."""
-        src = np.fromiter((len(s) + 1 for s in self.data.src_ids), dtype=np.int64, count=len(self))
-        tgt = np.fromiter((len(t) + 1 for t in self.data.tgt_ids), dtype=np.int64, count=len(self))
-        return src, tgt
-
-
-class PadCollate:
-    """Pad a list of pairs to the batch's longest source and target.
-
-    Returns src (B, S), tgt_in = BOS + target (B, T), tgt_out = target + EOS (B, T), idx (B,), and the
-    texts of the pairs (src_text, tgt_text) for BLEU and examples.
-    """
-
-    def __init__(self, data: Encoded, pad_id: int, bos_id: int, eos_id: int):
-        self.data, self.pad_id, self.bos_id, self.eos_id = data, pad_id, bos_id, eos_id
-
-    def __call__(self, items: list[tuple[list[int], list[int], int]]) -> dict:
-        b = len(items)
-        s = max(len(src) for src, _, _ in items)
-        t = max(len(tgt) for _, tgt, _ in items) + 1
-        src = torch.full((b, s), self.pad_id, dtype=torch.long)
-        tgt_in = torch.full((b, t), self.pad_id, dtype=torch.long)
-        tgt_out = torch.full((b, t), self.pad_id, dtype=torch.long)
-        for row, (x, y, _) in enumerate(items):
-            src[row, : len(x)] = torch.tensor(x)
-            tgt_in[row, : len(y) + 1] = torch.tensor([self.bos_id, *y])
-            tgt_out[row, : len(y) + 1] = torch.tensor([*y, self.eos_id])
-        idx = [i for _, _, i in items]
-        return {
-            "src": src,
-            "tgt_in": tgt_in,
-            "tgt_out": tgt_out,
-            "idx": torch.tensor(idx),
-            "src_text": [self.data.src_text[i] for i in idx],
-            "tgt_text": [self.data.tgt_text[i] for i in idx],
-        }
-
-
-def _rank_and_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-class TokenBudgetBatchSampler(Sampler[list[int]]):
-    """Length-bucketed batches: pairs sorted by length are packed while
-    batch size x longest side (source or target) <= max_tokens, so padding stays small.
-
-    shuffle=True shuffles ties within a length and the order of the batches, differently every epoch
-    (seeded). Under DDP each rank takes every world-th batch (the list is padded to a multiple of
-    the world size); use it with Trainer(use_distributed_sampler=False).
-    """
-
-    def __init__(self, src_lens: np.ndarray, tgt_lens: np.ndarray, max_tokens: int, *, shuffle: bool, seed: int = 0):
-        self.sizes = np.maximum(np.asarray(src_lens), np.asarray(tgt_lens))
-        if len(self.sizes) == 0:
-            raise ValueError("no sentence pairs to batch")
-        if int(self.sizes.max()) > max_tokens:
-            raise ValueError(
-                f"data.max_tokens={max_tokens} cannot hold a pair of {int(self.sizes.max())} tokens: "
-                f"raise data.max_tokens to at least data.max_len"
-            )
-        self.max_tokens, self.shuffle, self.seed, self.epoch = max_tokens, shuffle, seed, 0
-        self._len = len(self._batches(0))
-
-    def _batches(self, epoch: int) -> list[list[int]]:
-        rng = np.random.default_rng([self.seed, epoch])
-        if self.shuffle:
-            perm = rng.permutation(len(self.sizes))
-            order = perm[np.argsort(self.sizes[perm], kind="stable")]
-        else:
-            order = np.argsort(self.sizes, kind="stable")
-        batches, current, longest = [], [], 0
-        for i in order.tolist():
-            size = int(self.sizes[i])
-            if current and (len(current) + 1) * max(longest, size) > self.max_tokens:
-                batches.append(current)
-                current, longest = [], 0
-            current.append(i)
-            longest = max(longest, size)
-        batches.append(current)
-        if self.shuffle:
-            batches = [batches[j] for j in rng.permutation(len(batches))]
-        rank, world = _rank_and_world()
-        if world > 1:
-            batches += batches[: (-len(batches)) % world]
-            batches = batches[rank::world]
-        return batches
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        batches = self._batches(self.epoch)
-        self.epoch += 1
-        yield from batches
-
-    def __len__(self) -> int:
-        rank, world = _rank_and_world()
-        return -(-self._len // world)
-
-
-# ----------------------------------------------------------------------------- data modules
 
 
 class ParallelCorpusDataModule(L.LightningDataModule):
@@ -362,9 +170,7 @@ class ParallelCorpusDataModule(L.LightningDataModule):
         log.info("Training a %d-token joint BPE on %d training pairs", self.bpe_vocab_size, len(train[0]))
         tok = BPETokenizer.train(train[0] + train[1], self.bpe_vocab_size, min_frequency=self.min_frequency)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(tok.state_dict()), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(tok.state_dict()), encoding="utf-8"))
         return tok
 
     # -- Lightning hooks
@@ -425,71 +231,3 @@ class ParallelCorpusDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False, max_tokens=self.val_max_tokens)
-
-
-# ----------------------------------------------------------------------------- Multi30k
-
-MULTI30K_COMMIT = "a3d2e0d26b56f3846f66a952536ffed4e401d05a"
-MULTI30K_URL = f"https://raw.githubusercontent.com/multi30k/dataset/{MULTI30K_COMMIT}/data/task1/raw"
-MULTI30K_LANGS = ("de", "en", "fr", "cs")
-MULTI30K_REMOTE = {"train": "train", "val": "val", "test2016": "test_2016_flickr"}
-# md5 of the gunzipped files (the copy in ../shared/data/multi30k/ here).
-MULTI30K_MD5 = {
-    "train.de": "d3b4bc1671cfb805267f97f16884beba",
-    "train.en": "053a34ece7c904dbc8c7361799afbe4c",
-    "val.de": "9f139b15d9d11936dea7af2904e57d8c",
-    "val.en": "2234730e7925354b766681b029b347ec",
-    "test2016.de": "cde61d7401b116652ee84099c7858ca3",
-    "test2016.en": "2022a6c31e2418047a0511333d55ed42",
-}
-
-
-class Multi30kDataModule(ParallelCorpusDataModule):
-    """Multi30k task 1 (Elliott et al. 2016): train 29,000 / val 1,014 / test2016 1,000 pairs.
-
-    German->English by default; any two of de, en, fr, cs. Reads `<data_dir>/{train,val,test2016}.<lang>`
-    and downloads missing files (gzipped, from the multi30k/dataset repository at a pinned commit).
-    """
-
-    def __init__(self, data_dir: str = "data/multi30k", download: bool = True, base_url: str = MULTI30K_URL, **kw):
-        for field in ("src_lang", "tgt_lang"):
-            lang = kw.get(field, "de" if field == "src_lang" else "en")
-            if lang not in MULTI30K_LANGS:
-                raise ValueError(
-                    f"data.{field}={lang!r} is not a Multi30k language; choose two of {', '.join(MULTI30K_LANGS)} "
-                    f"(e.g. data.src_lang=en data.tgt_lang=de)"
-                )
-        kw.setdefault("train", "train")
-        kw.setdefault("val", "val")
-        kw.setdefault("test", "test2016")
-        super().__init__(data_dir=data_dir, **kw)
-        self.download, self.base_url = download, base_url
-
-    def ensure_files(self) -> None:
-        for split, prefix in self.prefixes.items():
-            if prefix is None:
-                continue
-            for lang in (self.src_lang, self.tgt_lang):
-                dest = self.path(split, lang)
-                if dest.is_file():
-                    continue
-                if not self.download or prefix not in MULTI30K_REMOTE:
-                    self._missing(split, lang)
-                self._download(MULTI30K_REMOTE[prefix], lang, dest)
-
-    def _download(self, remote: str, lang: str, dest: Path) -> None:
-        hint = f"Put the Multi30k files into {self.data_dir.resolve()} or point data.data_dir (DATA_DIR) at them."
-        gz = fetch(f"{self.base_url}/{remote}.{lang}.gz", dest.with_name(dest.name + ".gz"), hint=hint)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-        try:
-            with gzip.open(gz, "rb") as f_in, open(tmp, "wb") as f_out:
-                shutil.copyfileobj(f_in, f_out)
-            expected = MULTI30K_MD5.get(dest.name)
-            if expected and (got := md5sum(tmp)) != expected:
-                raise CorpusUnavailable(f"{dest.name} from {self.base_url} has md5 {got}, expected {expected}. {hint}")
-            os.replace(tmp, dest)
-        except OSError as err:
-            raise CorpusUnavailable(f"could not unpack {gz} into {dest} ({err}). {hint}") from err
-        finally:
-            tmp.unlink(missing_ok=True)
-            gz.unlink(missing_ok=True)

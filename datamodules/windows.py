@@ -8,16 +8,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from datamodules.sharding import rank_and_world
+
 
 def load_tokens(path: str | Path) -> np.ndarray:
     """A token file written by the data modules: a flat, memory-mapped uint16 array."""
     return np.memmap(path, dtype=np.uint16, mode="r")
-
-
-def _rank_and_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 class RandomWindows(IterableDataset):
@@ -37,7 +33,7 @@ class RandomWindows(IterableDataset):
 
     def __iter__(self):
         data = load_tokens(self.path)
-        rank, _ = _rank_and_world()
+        rank, _ = rank_and_world()
         worker = get_worker_info()
         rng = np.random.default_rng([self.seed, rank, worker.id if worker else 0, self.start_step])
         t = self.block_size

@@ -14,9 +14,11 @@ DEFAULT_TOTAL_STEPS = 10_000  # schedule length when the trainer gives none (no 
 
 
 class TformerModule(L.LightningModule):
-    """Subclasses set `family` and build `self.model` (plain torch) and `self.optim_cfg` (OptimConfig)."""
+    """Subclasses set `family` (the checkpoint tag) and `config_class` (the model config they train), and build
+    `self.config`, `self.model` (plain torch) and `self.optim_cfg` (OptimConfig)."""
 
     family: str
+    config_class: type
     model: torch.nn.Module
     optim_cfg: OptimConfig
 

@@ -17,11 +17,13 @@ class GPTLitModule(TformerModule):
     """Everything needed to rebuild the model and its tokenizer is saved with the checkpoint."""
 
     family = FAMILY
+    config_class = GPTConfig
 
-    def __init__(self, model: dict, tokenizer: dict, optim: dict | None = None, compile: bool = False):
+    def __init__(self, model: GPTConfig | dict, tokenizer: dict, optim: dict | None = None, compile: bool = False):
         super().__init__()
+        self.config = model if isinstance(model, GPTConfig) else GPTConfig(**model)
+        model = self.config.to_dict()  # the checkpoint keeps plain values (save_hyperparameters reads the locals)
         self.save_hyperparameters()
-        self.config = GPTConfig(**model)
         self.optim_cfg = OptimConfig(**(optim or {}))
         self.model = GPT(self.config)
         self.tokenizer = build_tokenizer(tokenizer)

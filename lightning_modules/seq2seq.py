@@ -20,21 +20,13 @@ from torchmetrics import MeanMetric
 
 from datamodules.subword import build_pair_tokenizer
 from lightning_modules.base import TformerModule
+from lightning_modules.metrics import corpus_bleu
 from lightning_modules.optim import OptimConfig
-from models.decoding import beam_search, greedy_search
+from models.decoding import Decoding, beam_search, greedy_search
 from models.seq2seq import Seq2Seq, Seq2SeqConfig
 
 FAMILY = "seq2seq"
 log = logging.getLogger("tformer")
-
-
-def corpus_bleu(hypotheses: list[str], references: list[str]):
-    """sacreBLEU over the whole corpus (not a mean of sentence scores): (BLEUScore, signature string)."""
-    from sacrebleu.metrics import BLEU
-
-    bleu = BLEU()  # 13a tokenization of detokenized text, cased, exponential smoothing
-    score = bleu.corpus_score(hypotheses, [references])
-    return score, str(bleu.get_signature())
 
 
 def _gather(obj: list) -> list:
@@ -55,10 +47,11 @@ class Seq2SeqLitModule(TformerModule):
     """Everything needed to rebuild the model and its tokenizer is saved with the checkpoint."""
 
     family = FAMILY
+    config_class = Seq2SeqConfig
 
     def __init__(
         self,
-        model: dict,
+        model: Seq2SeqConfig | dict,
         tokenizer: dict,
         optim: dict | None = None,
         compile: bool = False,
@@ -77,9 +70,10 @@ class Seq2SeqLitModule(TformerModule):
         for name, value in (("val_beam_size", val_beam_size), ("beam_size", beam_size)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"module.{name} must be a positive integer, got {value!r}")
+        self.config = model if isinstance(model, Seq2SeqConfig) else Seq2SeqConfig(**model)
+        model = self.config.to_dict()  # the checkpoint keeps plain values (save_hyperparameters reads the locals)
         # Not sent to the loggers: the tokenizer's JSON is large, and train.py logs the whole config.
         self.save_hyperparameters(logger=False)
-        self.config = Seq2SeqConfig(**model)
         self.optim_cfg = OptimConfig(**(optim or {}))
         self.model = Seq2Seq(self.config)
         self.tokenizer = build_pair_tokenizer(tokenizer)
@@ -120,7 +114,7 @@ class Seq2SeqLitModule(TformerModule):
     def generate_ids(self, src: torch.Tensor, *, beam_size: int | None = None, **kw) -> list[list[int]]:
         """Token ids of the translations of a padded source batch (B, S)."""
         k = self.hparams.beam_size if beam_size is None else beam_size
-        opts = dict(
+        decoding = Decoding(
             bos_id=self.bos_id,
             eos_id=self.eos_id,
             pad_id=self.pad_id,
@@ -129,9 +123,9 @@ class Seq2SeqLitModule(TformerModule):
         )
         mask = src.eq(self.pad_id)
         if k == 1:
-            return greedy_search(self.model, src, mask, **opts)
+            return greedy_search(self.model, src, mask, decoding)
         lp = kw.get("length_penalty", self.hparams.length_penalty)
-        return beam_search(self.model, src, mask, beam_size=k, length_penalty=lp, **opts)
+        return beam_search(self.model, src, mask, decoding, beam_size=k, length_penalty=lp)
 
     @torch.no_grad()
     def translate(self, sentences: list[str], *, beam_size: int | None = None, batch_size: int = 64, **kw) -> list[str]:

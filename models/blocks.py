@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -27,6 +31,33 @@ def check_config(c, int_fields: tuple[str, ...]) -> None:
         raise ValueError(f"model.attention={c.attention!r} is unknown; choose one of {BACKENDS}")
 
 
+class ModelConfig:
+    """What every model config dataclass shares: sizes checked on construction (each error naming its
+    `model.<field>` override), head_dim, parameter and FLOP counts from models/sizing.py, a plain dict."""
+
+    integer_fields: ClassVar[tuple[str, ...]]  # sizes that must be positive integers
+    count_params: ClassVar[Callable[..., int]]  # the models/sizing.py functions for this family
+    count_flops: ClassVar[Callable[..., int]]
+
+    def __post_init__(self) -> None:
+        check_config(self, self.integer_fields)
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def num_params(self, *, non_embedding: bool = False) -> int:
+        """Exact parameter count from the sizes (tied weights counted once)."""
+        return type(self).count_params(self, non_embedding=non_embedding)
+
+    def flops_per_token(self, seq_len: int | None = None) -> int:
+        """Training FLOPs per token, forward + backward."""
+        return type(self).count_flops(self, seq_len)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 class MLP(nn.Module):
     """Position-wise feed-forward: C -> hidden -> C with GELU."""
 
@@ -42,24 +73,40 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LN transformer block: x + attn(ln(x)), then x + mlp(ln(x)). Causal for the GPT."""
+    """One transformer layer: self-attention, optionally cross-attention over an encoder's output, then an MLP.
+
+    Every sublayer f is wrapped pre-LN, x + f(ln(x)) (GPT-2, stable; the default), or post-LN, ln(x + f(x))
+    (the 2017 paper). The GPT uses causal blocks, the seq2seq encoder bidirectional ones and its decoder
+    causal blocks with cross-attention.
+    """
 
     def __init__(
         self,
         n_embd: int,
         n_head: int,
         *,
+        hidden: int | None = None,
         dropout: float = 0.0,
         bias: bool = True,
         causal: bool = True,
-        mlp_ratio: int = 4,
+        cross: bool = False,
+        norm: str = "pre",
         backend: Backend = "sdpa",
     ):
         super().__init__()
+        self.pre = norm == "pre"
+        kw = dict(dropout=dropout, bias=bias, backend=backend)
         self.ln_1 = nn.LayerNorm(n_embd, bias=bias)
-        self.attn = Attention(n_embd, n_head, dropout=dropout, bias=bias, causal=causal, backend=backend)
+        self.attn = Attention(n_embd, n_head, causal=causal, **kw)
+        self.cross = cross
+        if cross:
+            self.ln_cross = nn.LayerNorm(n_embd, bias=bias)
+            self.cross_attn = Attention(n_embd, n_head, cross=True, **kw)
         self.ln_2 = nn.LayerNorm(n_embd, bias=bias)
-        self.mlp = MLP(n_embd, mlp_ratio * n_embd, dropout=dropout, bias=bias)
+        self.mlp = MLP(n_embd, hidden or 4 * n_embd, dropout=dropout, bias=bias)
+
+    def _sublayer(self, x: torch.Tensor, ln: nn.LayerNorm, f) -> torch.Tensor:
+        return x + f(ln(x)) if self.pre else ln(x + f(x))
 
     def forward(
         self,
@@ -67,6 +114,14 @@ class Block(nn.Module):
         *,
         key_padding_mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        memory_pad_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), key_padding_mask=key_padding_mask, cache=cache)
-        return x + self.mlp(self.ln_2(x))
+        """x (B, T, C) -> (B, T, C). key_padding_mask (B, T) masks x's own padding (encoder); with `cross`,
+        memory_kv are the encoder output's keys/values and memory_pad_mask (B, S) its padding."""
+        x = self._sublayer(x, self.ln_1, lambda h: self.attn(h, key_padding_mask=key_padding_mask, cache=cache))
+        if self.cross:
+            x = self._sublayer(
+                x, self.ln_cross, lambda h: self.cross_attn(h, memory_kv=memory_kv, key_padding_mask=memory_pad_mask)
+            )
+        return self._sublayer(x, self.ln_2, self.mlp)

@@ -10,7 +10,10 @@ generate `pad_id` (nor BOS, unless it doubles as EOS): those logits are masked b
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -47,9 +50,24 @@ class _Stepper:
             layer.reorder(rows)
 
 
-def banned_ids(bos_id: int, eos_id: int, pad_id: int | None) -> list[int]:
-    """Token ids a translation never contains."""
-    return [i for i in (pad_id, bos_id) if i is not None and i != eos_id]
+@dataclass(frozen=True)
+class Decoding:
+    """What both searches need besides the model: the special ids and the length limit of a translation.
+
+    A sentence stops at EOS or after min(floor(max_len_a * source_len + max_len_b), model.max_len) tokens;
+    use_cache=False recomputes the whole prefix each step (the reference the KV cache must match).
+    """
+
+    bos_id: int
+    eos_id: int
+    pad_id: int | None = None
+    max_len_a: float = 1.2
+    max_len_b: int = 10
+    use_cache: bool = True
+
+    def banned(self) -> list[int]:
+        """Token ids a translation never contains."""
+        return [i for i in (self.pad_id, self.bos_id) if i is not None and i != self.eos_id]
 
 
 def _encode(model: Seq2Seq, src: torch.Tensor, src_pad_mask: torch.Tensor | None, repeat: int = 1):
@@ -60,61 +78,52 @@ def _encode(model: Seq2Seq, src: torch.Tensor, src_pad_mask: torch.Tensor | None
     return memory_kv, src_pad_mask
 
 
+class _Search:
+    """The set-up both searches share: limits, the encoded source (repeated per beam), the step function."""
+
+    def __init__(self, model: Seq2Seq, src: torch.Tensor, src_pad_mask: torch.Tensor | None, d: Decoding, k: int):
+        self.limits = max_lengths(src, src_pad_mask, d.max_len_a, d.max_len_b, model.config.max_len)
+        self.steps = max(self.limits)
+        memory_kv, mask = _encode(model, src, src_pad_mask, repeat=k)
+        rows = src.size(0) * k
+        self.step = _Stepper(
+            model, memory_kv, mask, rows=rows, steps=self.steps, use_cache=d.use_cache, banned=d.banned()
+        )
+        self.tokens = torch.full((rows, 1), d.bos_id, dtype=torch.long, device=src.device)  # (B*K, 1)
+
+
 @torch.no_grad()
 def greedy_search(
-    model: Seq2Seq,
-    src: torch.Tensor,
-    src_pad_mask: torch.Tensor | None = None,
-    *,
-    bos_id: int,
-    eos_id: int,
-    pad_id: int | None = None,
-    max_len_a: float = 1.2,
-    max_len_b: int = 10,
-    use_cache: bool = True,
+    model: Seq2Seq, src: torch.Tensor, src_pad_mask: torch.Tensor | None, decoding: Decoding
 ) -> list[list[int]]:
     """Most likely next token at every step, for a batch src (B, S) at once."""
-    was_training = model.training
-    model.eval()
-    try:
-        b = src.size(0)
-        limits = max_lengths(src, src_pad_mask, max_len_a, max_len_b, model.config.max_len)
-        steps = max(limits)
-        memory_kv, mask = _encode(model, src, src_pad_mask)
-        banned = banned_ids(bos_id, eos_id, pad_id)
-        step_fn = _Stepper(model, memory_kv, mask, rows=b, steps=steps, use_cache=use_cache, banned=banned)
-        tokens = torch.full((b, 1), bos_id, dtype=torch.long, device=src.device)
+    with _eval_mode(model):
+        search = _Search(model, src, src_pad_mask, decoding, k=1)
+        tokens, limits = search.tokens, search.limits
         limit_t = torch.tensor(limits, device=src.device)
-        done = torch.zeros(b, dtype=torch.bool, device=src.device)
-        for step in range(steps):
-            next_token = step_fn(tokens).argmax(-1)  # (B,)
+        done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
+        for step in range(search.steps):
+            next_token = search.step(tokens).argmax(-1)  # (B,)
             tokens = torch.cat((tokens, next_token[:, None]), dim=1)
-            done |= next_token.eq(eos_id) | (step + 1 >= limit_t)
+            done |= next_token.eq(decoding.eos_id) | (step + 1 >= limit_t)
             if bool(done.all()):
                 break
         out = []
         for row, limit in zip(tokens[:, 1:].tolist(), limits):
             row = row[:limit]
-            out.append(row[: row.index(eos_id)] if eos_id in row else row)
+            out.append(row[: row.index(decoding.eos_id)] if decoding.eos_id in row else row)
         return out
-    finally:
-        model.train(was_training)
 
 
 @torch.no_grad()
 def beam_search(
     model: Seq2Seq,
     src: torch.Tensor,
-    src_pad_mask: torch.Tensor | None = None,
+    src_pad_mask: torch.Tensor | None,
+    decoding: Decoding,
     *,
-    bos_id: int,
-    eos_id: int,
-    pad_id: int | None = None,
     beam_size: int = 5,
     length_penalty: float = 1.0,
-    max_len_a: float = 1.2,
-    max_len_b: int = 10,
-    use_cache: bool = True,
 ) -> list[list[int]]:
     """Beam search over a batch src (B, S); B x K hypotheses advance together as one (B*K)-row batch.
 
@@ -126,22 +135,16 @@ def beam_search(
     """
     if not isinstance(beam_size, int) or beam_size < 1:
         raise ValueError(f"beam_size must be a positive integer, got {beam_size!r}")
-    was_training = model.training
-    model.eval()
-    try:
+    with _eval_mode(model):
         b, k = src.size(0), beam_size
-        limits = max_lengths(src, src_pad_mask, max_len_a, max_len_b, model.config.max_len)
-        steps = max(limits)
-        memory_kv, mask = _encode(model, src, src_pad_mask, repeat=k)
-        banned = banned_ids(bos_id, eos_id, pad_id)
-        step_fn = _Stepper(model, memory_kv, mask, rows=b * k, steps=steps, use_cache=use_cache, banned=banned)
-        tokens = torch.full((b * k, 1), bos_id, dtype=torch.long, device=src.device)  # (B*K, t)
+        search = _Search(model, src, src_pad_mask, decoding, k=k)
+        step_fn, tokens, limits, eos_id = search.step, search.tokens, search.limits, decoding.eos_id
         scores = torch.full((b, k), float("-inf"), device=src.device)
         scores[:, 0] = 0.0  # all beams start identical: keep only the first live
         finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
         done = [False] * b
         base = torch.arange(b, device=src.device)[:, None] * k  # (B, 1)
-        for step in range(steps):
+        for step in range(search.steps):
             logp = step_fn(tokens)  # (B*K, V)
             v = logp.size(-1)
             cand = (scores[:, :, None] + logp.view(b, k, v)).view(b, k * v)
@@ -174,5 +177,14 @@ def beam_search(
             if all(done):
                 break
         return [max(hyps, key=lambda h: h[0])[1] for hyps in finished]
+
+
+@contextlib.contextmanager
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Dropout off while decoding; the model's mode restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
     finally:
         model.train(was_training)

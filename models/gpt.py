@@ -6,19 +6,20 @@ Shapes: B batch, T sequence length, C = n_embd, V = vocab_size, L = n_layer.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models import sizing
 from models.attention import KVCache
-from models.blocks import Block, check_config
+from models.blocks import Block, ModelConfig
 from models.sampling import sample_next
 
 
 @dataclass
-class GPTConfig:
+class GPTConfig(ModelConfig):
     """Every size of the GPT. Validated on construction so bad sizes fail before any work is done."""
 
     vocab_size: int = 50257
@@ -31,34 +32,9 @@ class GPTConfig:
     attention: str = "sdpa"  # sdpa | flash | math
     name: str = "gpt"  # a label for logs and reports
 
-    def __post_init__(self) -> None:
-        check_config(self, ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"))
-
-    @property
-    def head_dim(self) -> int:
-        return self.n_embd // self.n_head
-
-    def num_params(self, *, non_embedding: bool = False) -> int:
-        """Exact parameter count from the sizes (the output head is tied to the token embedding)."""
-        c, b = self.n_embd, int(self.bias)
-        ln = c + b * c
-        per_layer = 2 * ln + (3 * c * c + b * 3 * c) + (c * c + b * c) + (4 * c * c + b * 4 * c) + (4 * c * c + b * c)
-        n = self.n_layer * per_layer + ln
-        if not non_embedding:
-            n += self.vocab_size * c + self.block_size * c
-        return n
-
-    def flops_per_token(self, seq_len: int | None = None) -> int:
-        """Training FLOPs per token (forward + backward): 6N + 12·L·T·C (PaLM appendix B)."""
-        t = seq_len or self.block_size
-        return (
-            6 * self.num_params(non_embedding=True)
-            + 6 * self.vocab_size * self.n_embd
-            + 12 * self.n_layer * t * self.n_embd
-        )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    integer_fields = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")
+    count_params = sizing.num_params  # 12·L·C² + biases and norms + (V + T)·C, the head tied
+    count_flops = sizing.flops_per_token  # 6N + 12·L·T·C (PaLM appendix B)
 
 
 class GPT(nn.Module):

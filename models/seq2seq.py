@@ -8,20 +8,21 @@ decoder is causal and targets are right-padded, so no real position ever attends
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from models.attention import Attention, KVCache
-from models.blocks import MLP, check_config
+from models import sizing
+from models.attention import KVCache
+from models.blocks import Block, ModelConfig
 
 POSITIONS = ("sinusoidal", "learned")
 NORMS = ("pre", "post")
 
 
 @dataclass
-class Seq2SeqConfig:
+class Seq2SeqConfig(ModelConfig):
     """Every size of the encoder-decoder. Validated on construction, errors name the config field."""
 
     vocab_size: int = 8000  # joint source/target vocabulary (set from the tokenizer by train.py)
@@ -39,40 +40,16 @@ class Seq2SeqConfig:
     attention: str = "sdpa"  # sdpa | flash | math
     name: str = "seq2seq"  # a label for logs and reports
 
+    integer_fields = ("vocab_size", "max_len", "n_enc_layer", "n_dec_layer", "n_head", "n_embd", "d_ff")
+    count_params = sizing.seq2seq_num_params
+    count_flops = sizing.seq2seq_flops_per_token  # per target token, a source of the same length
+
     def __post_init__(self) -> None:
-        check_config(self, ("vocab_size", "max_len", "n_enc_layer", "n_dec_layer", "n_head", "n_embd", "d_ff"))
+        super().__post_init__()
         if self.positions not in POSITIONS:
             raise ValueError(f"model.positions={self.positions!r} is unknown; choose one of {POSITIONS}")
         if self.norm not in NORMS:
             raise ValueError(f"model.norm={self.norm!r} is unknown; choose one of {NORMS}")
-
-    @property
-    def head_dim(self) -> int:
-        return self.n_embd // self.n_head
-
-    def num_params(self, *, non_embedding: bool = False) -> int:
-        """Exact parameter count from the sizes (tied embeddings counted once)."""
-        c, f, b = self.n_embd, self.d_ff, int(self.bias)
-        ln = c + b * c
-        attn = 4 * c * c + b * 4 * c  # q, k, v and output projections
-        mlp = c * f + b * f + f * c + b * c
-        n = self.n_enc_layer * (attn + mlp + 2 * ln) + self.n_dec_layer * (2 * attn + mlp + 3 * ln)
-        if self.norm == "pre":
-            n += 2 * ln  # final norms of the encoder and decoder stacks
-        if not non_embedding:
-            n += (1 if self.tie_embeddings else 3) * self.vocab_size * c
-            if self.positions == "learned":
-                n += 2 * self.max_len * c
-        return n
-
-    def flops_per_token(self, seq_len: int | None = None) -> int:
-        """Rough training FLOPs per target token (forward + backward), source of the same length."""
-        t = seq_len or self.max_len
-        attention = 12 * (self.n_enc_layer + 2 * self.n_dec_layer) * t * self.n_embd
-        return 6 * self.num_params(non_embedding=True) + 6 * self.vocab_size * self.n_embd + attention
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def sinusoidal_positions(max_len: int, n_embd: int) -> torch.Tensor:
@@ -83,57 +60,6 @@ def sinusoidal_positions(max_len: int, n_embd: int) -> torch.Tensor:
     pe[:, 0::2] = torch.sin(pos * freq)
     pe[:, 1::2] = torch.cos(pos * freq[: n_embd // 2])
     return pe
-
-
-class EncoderBlock(nn.Module):
-    """Bidirectional self-attention + MLP; pre-LN x + f(ln(x)) or post-LN ln(x + f(x))."""
-
-    def __init__(self, c: Seq2SeqConfig):
-        super().__init__()
-        self.pre = c.norm == "pre"
-        kw = dict(dropout=c.dropout, bias=c.bias, backend=c.attention)
-        self.ln_1 = nn.LayerNorm(c.n_embd, bias=c.bias)
-        self.attn = Attention(c.n_embd, c.n_head, causal=False, **kw)
-        self.ln_2 = nn.LayerNorm(c.n_embd, bias=c.bias)
-        self.mlp = MLP(c.n_embd, c.d_ff, dropout=c.dropout, bias=c.bias)
-
-    def forward(self, x: torch.Tensor, src_pad_mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.pre:
-            x = x + self.attn(self.ln_1(x), key_padding_mask=src_pad_mask)
-            return x + self.mlp(self.ln_2(x))
-        x = self.ln_1(x + self.attn(x, key_padding_mask=src_pad_mask))
-        return self.ln_2(x + self.mlp(x))
-
-
-class DecoderBlock(nn.Module):
-    """Causal self-attention (KV-cacheable), cross-attention over the encoder output, MLP."""
-
-    def __init__(self, c: Seq2SeqConfig):
-        super().__init__()
-        self.pre = c.norm == "pre"
-        kw = dict(dropout=c.dropout, bias=c.bias, backend=c.attention)
-        self.ln_1 = nn.LayerNorm(c.n_embd, bias=c.bias)
-        self.self_attn = Attention(c.n_embd, c.n_head, causal=True, **kw)
-        self.ln_2 = nn.LayerNorm(c.n_embd, bias=c.bias)
-        self.cross_attn = Attention(c.n_embd, c.n_head, cross=True, **kw)
-        self.ln_3 = nn.LayerNorm(c.n_embd, bias=c.bias)
-        self.mlp = MLP(c.n_embd, c.d_ff, dropout=c.dropout, bias=c.bias)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        memory_kv: tuple[torch.Tensor, torch.Tensor],
-        src_pad_mask: torch.Tensor | None = None,
-        cache: KVCache | None = None,
-    ) -> torch.Tensor:
-        cross = dict(memory_kv=memory_kv, key_padding_mask=src_pad_mask)
-        if self.pre:
-            x = x + self.self_attn(self.ln_1(x), cache=cache)
-            x = x + self.cross_attn(self.ln_2(x), **cross)
-            return x + self.mlp(self.ln_3(x))
-        x = self.ln_1(x + self.self_attn(x, cache=cache))
-        x = self.ln_2(x + self.cross_attn(x, **cross))
-        return self.ln_3(x + self.mlp(x))
 
 
 class Seq2Seq(nn.Module):
@@ -148,8 +74,9 @@ class Seq2Seq(nn.Module):
         else:
             self.register_buffer("pe", sinusoidal_positions(c.max_len, c.n_embd), persistent=False)
         self.drop = nn.Dropout(c.dropout)
-        self.encoder = nn.ModuleList(EncoderBlock(c) for _ in range(c.n_enc_layer))
-        self.decoder = nn.ModuleList(DecoderBlock(c) for _ in range(c.n_dec_layer))
+        kw = dict(hidden=c.d_ff, dropout=c.dropout, bias=c.bias, norm=c.norm, backend=c.attention)
+        self.encoder = nn.ModuleList(Block(c.n_embd, c.n_head, causal=False, **kw) for _ in range(c.n_enc_layer))
+        self.decoder = nn.ModuleList(Block(c.n_embd, c.n_head, cross=True, **kw) for _ in range(c.n_dec_layer))
         pre = c.norm == "pre"
         self.enc_ln = nn.LayerNorm(c.n_embd, bias=c.bias) if pre else nn.Identity()
         self.dec_ln = nn.LayerNorm(c.n_embd, bias=c.bias) if pre else nn.Identity()
@@ -194,7 +121,7 @@ class Seq2Seq(nn.Module):
         """src (B, S) token ids -> memory (B, S, C)."""
         x = self._embed(src, self.src_emb, "source")
         for block in self.encoder:
-            x = block(x, src_pad_mask)
+            x = block(x, key_padding_mask=src_pad_mask)
         return self.enc_ln(x)
 
     def memory_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -221,7 +148,7 @@ class Seq2Seq(nn.Module):
         start = cache[0].len if cache else 0
         x = self._embed(tgt, self.tgt_emb, "target", start)
         for i, block in enumerate(self.decoder):
-            x = block(x, memory_kv[i], src_pad_mask, cache[i] if cache else None)
+            x = block(x, memory_kv=memory_kv[i], memory_pad_mask=src_pad_mask, cache=cache[i] if cache else None)
         return self.lm_head(self.dec_ln(x))
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor, src_pad_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,7 +1,8 @@
-"""How big a GPT is before it exists: parameters per component, training FLOPs and a memory estimate.
+"""How big a model is before it exists: parameters per component, training FLOPs and a memory estimate.
 
-Everything here is arithmetic on a GPTConfig, so a 175B-parameter model is sized in microseconds;
-`meta_num_params` builds the real module on the meta device (no memory) to check the arithmetic.
+The one home of this arithmetic: `GPTConfig.num_params()` / `Seq2SeqConfig.num_params()` and their
+`flops_per_token()` call it. Everything here is arithmetic on a config, so a 175B-parameter model is sized
+in microseconds; `meta_num_params` builds the real module on the meta device (no memory) to check it.
 
 Shapes: B batch, T sequence length, C = n_embd, H = n_head, D = C // H, L = n_layer, V = vocab_size.
 """
@@ -9,10 +10,13 @@ Shapes: B batch, T sequence length, C = n_embd, H = n_head, D = C // H, L = n_la
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from models.gpt import GPT, GPTConfig
+if TYPE_CHECKING:
+    from models.gpt import GPTConfig
+    from models.seq2seq import Seq2SeqConfig
 
 
 @dataclass(frozen=True)
@@ -62,26 +66,40 @@ COMPONENTS: dict[str, str] = {
 }
 
 
+def layer_matrices(cfg: GPTConfig) -> dict[str, tuple[int, int]]:
+    """(fan_in, fan_out) of every Linear in one GPT block, by component."""
+    c = cfg.n_embd
+    square = (c, c)
+    return {
+        "attn_query": square,
+        "attn_key": square,
+        "attn_value": square,
+        "attn_output": square,
+        "mlp_up": (c, 4 * c),
+        "mlp_down": (4 * c, c),
+    }
+
+
 def param_counts(cfg: GPTConfig) -> dict[str, int]:
     """Parameters per component (weights + biases); the tied output head counts 0. Sums to the model's count."""
-    c, layers, b = cfg.n_embd, cfg.n_layer, int(cfg.bias)
-    proj = c * c + b * c  # one C -> C projection
+    c, b = cfg.n_embd, int(cfg.bias)
+    linears = {
+        k: cfg.n_layer * (fan_in * fan_out + b * fan_out) for k, (fan_in, fan_out) in layer_matrices(cfg).items()
+    }
     return {
         "token_embedding": cfg.vocab_size * c,
         "position_embedding": cfg.block_size * c,
-        "attn_query": layers * proj,
-        "attn_key": layers * proj,
-        "attn_value": layers * proj,
-        "attn_output": layers * proj,
-        "mlp_up": layers * (4 * c * c + b * 4 * c),
-        "mlp_down": layers * (4 * c * c + b * c),
-        "norms": (2 * layers + 1) * (c + b * c),
+        **linears,
+        "norms": (2 * cfg.n_layer + 1) * (c + b * c),
         "head": 0,
     }
 
 
-def num_params(cfg: GPTConfig) -> int:
-    return sum(param_counts(cfg).values())
+def num_params(cfg: GPTConfig, *, non_embedding: bool = False) -> int:
+    """Every parameter of the GPT (the tied head once); non_embedding leaves out both embeddings."""
+    counts = param_counts(cfg)
+    n = sum(counts.values())
+    return n - counts["token_embedding"] - counts["position_embedding"] if non_embedding else n
 
 
 def num_param_tensors(cfg: GPTConfig) -> int:
@@ -92,6 +110,8 @@ def num_param_tensors(cfg: GPTConfig) -> int:
 
 def meta_num_params(cfg: GPTConfig) -> int:
     """Build the real module on the meta device (no memory, no init work) and count its parameters."""
+    from models.gpt import GPT
+
     with torch.device("meta"):
         return GPT(cfg).num_params()
 
@@ -111,19 +131,19 @@ class MatrixRow:
 def matrix_breakdown(cfg: GPTConfig) -> list[MatrixRow]:
     """The per-matrix table usually drawn for GPT-3: embedding, q, k, v, output, MLP, unembedding."""
     c, h, d, v, layers, b = cfg.n_embd, cfg.n_head, cfg.head_dim, cfg.vocab_size, cfg.n_layer, int(cfg.bias)
-    heads = f" ({h} heads x {d})"
+    names = {"attn_query": "query W_Q", "attn_key": "key W_K", "attn_value": "value W_V", "attn_output": "output W_O",
+             "mlp_up": "MLP up W_1", "mlp_down": "MLP down W_2"}  # fmt: skip
+    matrices = layer_matrices(cfg)
     rows = [
         MatrixRow("embedding W_E", f"{v} x {c}", v * c, 1),
         MatrixRow("position embedding W_P", f"{cfg.block_size} x {c}", cfg.block_size * c, 1),
-        MatrixRow("query W_Q", f"{c} x {c}{heads}", c * c, layers),
-        MatrixRow("key W_K", f"{c} x {c}{heads}", c * c, layers),
-        MatrixRow("value W_V", f"{c} x {c}{heads}", c * c, layers),
-        MatrixRow("output W_O", f"{c} x {c}", c * c, layers),
-        MatrixRow("MLP up W_1", f"{c} x {4 * c}", 4 * c * c, layers),
-        MatrixRow("MLP down W_2", f"{4 * c} x {c}", 4 * c * c, layers),
     ]
+    for key, (fan_in, fan_out) in matrices.items():
+        heads = f" ({h} heads x {d})" if key in ("attn_query", "attn_key", "attn_value") else ""
+        rows.append(MatrixRow(names[key], f"{fan_in} x {fan_out}{heads}", fan_in * fan_out, layers))
     if b:
-        rows.append(MatrixRow("biases (q, k, v, o, up, down)", f"9 x {c}", 9 * c, layers))
+        bias_width = sum(fan_out for _, fan_out in matrices.values())
+        rows.append(MatrixRow("biases (q, k, v, o, up, down)", f"{bias_width // c} x {c}", bias_width, layers))
     rows.append(MatrixRow("layer norms", f"{2 * (1 + b)} x {c}", 2 * (1 + b) * c, layers))
     rows.append(MatrixRow("final layer norm", f"{1 + b} x {c}", (1 + b) * c, 1))
     rows.append(MatrixRow("unembedding W_U (= W_E, tied)", f"{c} x {v}", 0, 1))
@@ -140,16 +160,44 @@ def flops_per_token(cfg: GPTConfig, seq_len: int | None = None) -> int:
     N counts every parameter that takes part in a matmul: all of them except the position embedding
     (a lookup); the tied head counts once. 12·L·T·C is the attention score and value matmuls.
     """
-    return cfg.flops_per_token(seq_len)
+    t = seq_len or cfg.block_size
+    return 6 * matmul_params(cfg) + 12 * cfg.n_layer * t * cfg.n_embd
 
 
 def matmul_params(cfg: GPTConfig) -> int:
     """The N of 6·N: all parameters but the position embedding."""
-    return num_params(cfg) - cfg.block_size * cfg.n_embd
+    return num_params(cfg) - param_counts(cfg)["position_embedding"]
 
 
 def flops_per_step(cfg: GPTConfig, batch_size: int, seq_len: int) -> int:
     return flops_per_token(cfg, seq_len) * batch_size * seq_len
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The encoder-decoder
+
+
+def seq2seq_num_params(cfg: Seq2SeqConfig, *, non_embedding: bool = False) -> int:
+    """Parameters of the encoder-decoder (tied embeddings counted once); non_embedding: blocks and norms only."""
+    c, f, b = cfg.n_embd, cfg.d_ff, int(cfg.bias)
+    ln = c + b * c
+    attn = 4 * c * c + b * 4 * c  # q, k, v and output projections
+    mlp = c * f + b * f + f * c + b * c
+    n = cfg.n_enc_layer * (attn + mlp + 2 * ln) + cfg.n_dec_layer * (2 * attn + mlp + 3 * ln)
+    if cfg.norm == "pre":
+        n += 2 * ln  # final norms of the encoder and decoder stacks
+    if not non_embedding:
+        n += (1 if cfg.tie_embeddings else 3) * cfg.vocab_size * c
+        if cfg.positions == "learned":
+            n += 2 * cfg.max_len * c
+    return n
+
+
+def seq2seq_flops_per_token(cfg: Seq2SeqConfig, seq_len: int | None = None) -> int:
+    """Rough training FLOPs per target token (forward + backward), source of the same length."""
+    t = seq_len or cfg.max_len
+    attention = 12 * (cfg.n_enc_layer + 2 * cfg.n_dec_layer) * t * cfg.n_embd
+    return 6 * seq2seq_num_params(cfg, non_embedding=True) + 6 * cfg.vocab_size * cfg.n_embd + attention
 
 
 # ---------------------------------------------------------------------------------------------------------

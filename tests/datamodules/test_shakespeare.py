@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.download import CorpusUnavailable, fetch
+from datamodules.files import CorpusUnavailable, fetch
 from datamodules.shakespeare import ShakespeareDataModule
 from datamodules.text_tokenizers import CharTokenizer, TiktokenTokenizer, build_tokenizer
 from datamodules.windows import EvalWindows, RandomWindows

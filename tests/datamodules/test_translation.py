@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.download import CorpusUnavailable, md5sum
+from datamodules.batching import TokenBudgetBatchSampler
+from datamodules.files import CorpusUnavailable, md5sum
+from datamodules.multi30k import MULTI30K_MD5, Multi30kDataModule
+from datamodules.parallel_text import read_pairs
 from datamodules.subword import BPETokenizer, GPT2PairTokenizer, build_pair_tokenizer
 from datamodules.translation import (
-    MULTI30K_MD5,
-    Multi30kDataModule,
     ParallelCorpusDataModule,
-    TokenBudgetBatchSampler,
-    read_pairs,
 )
+from tests.conftest import parallel_datamodule
 
 DE = [
     "Ein Mann fährt Fahrrad.",
@@ -53,11 +53,7 @@ def corpus(root: Path, splits: dict[str, tuple[list[str], list[str]]], src="de",
 
 
 def module(root: Path, tmp_path: Path, **kw) -> ParallelCorpusDataModule:
-    args = dict(data_dir=str(root), cache_dir=str(tmp_path / "cache"), vocab_size=300, max_len=32, max_tokens=64)
-    dm = ParallelCorpusDataModule(**{**args, **kw})
-    dm.prepare_data()
-    dm.setup("fit")
-    return dm
+    return parallel_datamodule(root, tmp_path / "cache", **{"vocab_size": 300, "max_tokens": 64, **kw})
 
 
 # ----------------------------------------------------------------------------- bad input

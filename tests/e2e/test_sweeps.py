@@ -14,7 +14,7 @@ import yaml
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from lab.report import PLOTS
+from analysis.plots import PLOTS
 from tests.e2e.procs import ROOT, finish, run_train, start, train_env, wandb_run_info
 
 pytestmark = pytest.mark.slow
@@ -150,7 +150,7 @@ def compose(overrides: list[str], **kwargs):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    import lab.config  # noqa: F401  (resolvers)
+    import training.config  # noqa: F401  (resolvers)
 
     os.environ["TFORMER_ROOT"] = str(ROOT)
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

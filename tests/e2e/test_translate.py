@@ -9,9 +9,9 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
-from lab.families import family_of
-from lab.training import build_model_config, check_data_family, check_lengths
 from tests.e2e.conftest import ROOT, run_dirs
+from training.checks import build_model_config, check_data_family, check_lengths
+from training.families import module_for_config
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny models on a shared 2-core machine: one thread is fastest
 
@@ -72,10 +72,17 @@ def test_translate_refuses_a_gpt_checkpoint(run_script, tmp_path):
 def compose(*overrides: str):
     from hydra import compose, initialize_config_dir
 
-    import lab.config  # noqa: F401  (resolvers)
+    import training.config  # noqa: F401  (resolvers)
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose(config_name="train", overrides=list(overrides))
+
+
+def test_ddp_leaves_the_translation_batch_sampler_alone():
+    """Lightning cannot wrap the token-budget batch sampler (it shards itself): the data config says so."""
+    assert compose("model=seq2seq_small", "trainer=ddp").trainer.use_distributed_sampler is False
+    assert compose("model=seq2seq_small", "data=parallel", "trainer=ddp").trainer.use_distributed_sampler is False
+    assert compose("trainer=ddp").trainer.use_distributed_sampler is True  # GPT windows: Lightning shards val
 
 
 def test_model_seq2seq_small_selects_multi30k_and_the_seq2seq_optimizer():
@@ -107,7 +114,7 @@ def test_train_rejects_data_of_the_wrong_family_even_with_explicit_sizes():
     model_cfg = build_model_config(cfg)
     datamodule = instantiate({k: v for k, v in cfg.data.items() if k != "name"})
     with pytest.raises(ValueError, match="data=shakespeare_char is a corpus for gpt models, but model=seq2seq_small"):
-        check_data_family(datamodule, family_of(model_cfg), cfg)
+        check_data_family(datamodule, module_for_config(model_cfg).family, cfg)
 
 
 def test_train_rejects_bad_lengths_and_languages():

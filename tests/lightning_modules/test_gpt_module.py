@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from lab.checkpoint import load_module
-from lab.config import REDACTED, loggable, redact
 from lightning_modules.gpt import GPTLitModule
 from lightning_modules.optim import OptimConfig, cosine_factor, inverse_sqrt_factor, lr_lambda, param_groups
+from training.checkpoint import load_module
+from training.config import REDACTED, loggable, redact
 
 MODEL = dict(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, bias=True)
 TOKENIZER = {"kind": "char", "chars": "abcdefghij\n"}

@@ -11,10 +11,13 @@ import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
 
-import lightning_modules.measure as measure
+import lightning_modules.callbacks.measure as measure
 from datamodules.shakespeare import ShakespeareDataModule
+from lightning_modules.callbacks.generation import GenerationMetrics
+from lightning_modules.callbacks.measure import Measure
 from lightning_modules.gpt import GPTLitModule
-from lightning_modules.measure import GenerationMetrics, Measure, complete_words, peak_flops, word_accuracy, words
+from lightning_modules.hardware import peak_flops
+from lightning_modules.metrics import complete_words, word_accuracy, words
 from models import sizing
 from models.gpt import GPTConfig
 

@@ -14,18 +14,15 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import WandbLogger
 
-from datamodules.translation import ParallelCorpusDataModule, read_pairs
-from lab.checkpoint import load_module
-from lightning_modules.seq2seq import Seq2SeqLitModule, corpus_bleu
+from datamodules.parallel_text import read_pairs
+from datamodules.translation import ParallelCorpusDataModule
+from lightning_modules.metrics import corpus_bleu
+from lightning_modules.seq2seq import Seq2SeqLitModule
 from models.seq2seq import Seq2SeqConfig
+from tests.conftest import parallel_datamodule
+from training.checkpoint import load_module
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +44,7 @@ def corpus(short_pairs, tmp_path_factory) -> Path:
 
 
 def datamodule(corpus: Path, tmp_path: Path, **kw) -> ParallelCorpusDataModule:
-    args = dict(data_dir=str(corpus), cache_dir=str(tmp_path / "cache"), vocab_size=1000, max_len=32, max_tokens=1024)
-    dm = ParallelCorpusDataModule(**{**args, **kw})
-    dm.prepare_data()
-    dm.setup("fit")
-    return dm
+    return parallel_datamodule(corpus, tmp_path / "cache", **{"vocab_size": 1000, "max_tokens": 1024, **kw})
 
 
 def lit(dm, optim: dict | None = None, **kw) -> Seq2SeqLitModule:

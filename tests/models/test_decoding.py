@@ -8,19 +8,22 @@ import math
 import pytest
 import torch
 
-from models.decoding import beam_search, greedy_search, max_lengths
+from models.decoding import Decoding, beam_search, greedy_search, max_lengths
 from models.seq2seq import Seq2Seq, Seq2SeqConfig
 
 PAD, BOS, EOS = 0, 1, 2
 IDS = dict(bos_id=BOS, eos_id=EOS, pad_id=PAD)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def greedy(m, src, mask, **limits):
+    return greedy_search(m, src, mask, Decoding(**IDS, **limits))
+
+
+def beam(m, src, mask, *, beam_size, length_penalty=1.0, **limits):
+    return beam_search(m, src, mask, Decoding(**IDS, **limits), beam_size=beam_size, length_penalty=length_penalty)
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def eos_prone_model(vocab=30, eos_scale=2.5, seed=0, **kw) -> Seq2Seq:
@@ -46,7 +49,7 @@ def sources(b=6, s=8, vocab=30, seed=0):
 def test_the_fixture_model_ends_sentences_at_different_steps():
     m = eos_prone_model()
     src, mask = sources()
-    lengths = {len(h) for h in greedy_search(m, src, mask, **IDS)}
+    lengths = {len(h) for h in greedy(m, src, mask)}
     assert len(lengths) >= 3  # otherwise the tests below would not exercise early stopping
 
 
@@ -54,32 +57,32 @@ def test_the_fixture_model_ends_sentences_at_different_steps():
 def test_cached_and_uncached_decoding_agree(kw):
     m = eos_prone_model(**kw)
     src, mask = sources()
-    assert greedy_search(m, src, mask, **IDS) == greedy_search(m, src, mask, **IDS, use_cache=False)
+    assert greedy(m, src, mask) == greedy(m, src, mask, use_cache=False)
     for k in (2, 4):
-        cached = beam_search(m, src, mask, **IDS, beam_size=k)
-        assert cached == beam_search(m, src, mask, **IDS, beam_size=k, use_cache=False)
+        cached = beam(m, src, mask, beam_size=k)
+        assert cached == beam(m, src, mask, beam_size=k, use_cache=False)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_beam_one_equals_greedy(seed):
     m = eos_prone_model(seed=seed)
     src, mask = sources(seed=seed)
-    greedy = greedy_search(m, src, mask, **IDS, max_len_a=1.0, max_len_b=3)
-    assert beam_search(m, src, mask, **IDS, beam_size=1, max_len_a=1.0, max_len_b=3) == greedy
+    greedy_ids = greedy(m, src, mask, max_len_a=1.0, max_len_b=3)
+    assert beam(m, src, mask, beam_size=1, max_len_a=1.0, max_len_b=3) == greedy_ids
     limits = max_lengths(src, mask, 1.0, 3, m.config.max_len)
-    assert any(len(h) < lim for h, lim in zip(greedy, limits))  # some stopped at EOS
+    assert any(len(h) < lim for h, lim in zip(greedy_ids, limits))  # some stopped at EOS
 
 
 def test_batched_decoding_equals_one_sentence_at_a_time():
     m = eos_prone_model()
     src, mask = sources()
-    batched_greedy = greedy_search(m, src, mask, **IDS)
-    batched_beam = beam_search(m, src, mask, **IDS, beam_size=3)
+    batched_greedy = greedy(m, src, mask)
+    batched_beam = beam(m, src, mask, beam_size=3)
     for r in range(src.size(0)):
         n = int((~mask[r]).sum())
         alone = src[r : r + 1, :n]
-        assert greedy_search(m, alone, None, **IDS) == [batched_greedy[r]]
-        assert beam_search(m, alone, None, **IDS, beam_size=3) == [batched_beam[r]]
+        assert greedy(m, alone, None) == [batched_greedy[r]]
+        assert beam(m, alone, None, beam_size=3) == [batched_beam[r]]
 
 
 def sequence_score(m: Seq2Seq, src: torch.Tensor, seq: list[int], banned: list[int]) -> float:
@@ -102,7 +105,7 @@ def test_wide_beam_finds_the_exhaustive_best(length_penalty):
     scored = [(sequence_score(m, src, c, [PAD, BOS]) / len(c) ** length_penalty, c) for c in candidates]
     best = max(scored)[1]
     best = best[:-1] if best[-1] == EOS else best
-    got = beam_search(m, src, None, **IDS, beam_size=40, length_penalty=length_penalty, max_len_a=0, max_len_b=limit)
+    got = beam(m, src, None, beam_size=40, length_penalty=length_penalty, max_len_a=0, max_len_b=limit)
     assert got == [best]
 
 
@@ -112,12 +115,12 @@ def test_lengths_respect_the_limits_and_specials_are_never_generated():
     limits = max_lengths(src, mask, 0.5, 2, m.config.max_len)
     assert limits == [math.floor(0.5 * n + 2) for n in (~mask).sum(1).tolist()]
     for hyps in (
-        greedy_search(m, src, mask, **IDS, max_len_a=0.5, max_len_b=2),
-        beam_search(m, src, mask, **IDS, beam_size=3, max_len_a=0.5, max_len_b=2),
+        greedy(m, src, mask, max_len_a=0.5, max_len_b=2),
+        beam(m, src, mask, beam_size=3, max_len_a=0.5, max_len_b=2),
     ):
         assert all(len(h) <= lim for h, lim in zip(hyps, limits))
         assert all(tok not in (PAD, BOS, EOS) for h in hyps for tok in h)
-    capped = greedy_search(m, src, mask, **IDS, max_len_a=10, max_len_b=100)  # capped at model.max_len
+    capped = greedy(m, src, mask, max_len_a=10, max_len_b=100)  # capped at model.max_len
     assert max(len(h) for h in capped) <= m.config.max_len
 
 
@@ -125,13 +128,13 @@ def test_beam_size_must_be_positive():
     m = eos_prone_model()
     src, mask = sources(b=1)
     with pytest.raises(ValueError, match="beam_size must be a positive integer, got 0"):
-        beam_search(m, src, mask, **IDS, beam_size=0)
+        beam(m, src, mask, beam_size=0)
 
 
 def test_decoding_restores_training_mode():
     m = eos_prone_model(dropout=0.1)
     m.train()
     src, mask = sources(b=2)
-    a = beam_search(m, src, mask, **IDS, beam_size=2)
+    a = beam(m, src, mask, beam_size=2)
     assert m.training
-    assert a == beam_search(m, src, mask, **IDS, beam_size=2)  # dropout was off while decoding
+    assert a == beam(m, src, mask, beam_size=2)  # dropout was off while decoding

@@ -10,13 +10,7 @@ from models.seq2seq import Seq2Seq, Seq2SeqConfig, sinusoidal_positions
 PAD = 0
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny matmuls on a shared 2-core machine run far faster (and steadier) on one thread.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**kw) -> Seq2SeqConfig:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import torch
+from omegaconf import DictConfig
+
+log = logging.getLogger("tformer")
 
 # Share of the measured 512x512 matmul rate that a GPT training step reaches on CPU. Measured on 2 idle cores:
 # gpt_small at batch 64 x block 256 ran 16-18 s/step where EFFICIENCY = 0.75 predicted 11.4 s/step; the small
@@ -31,3 +35,27 @@ def human(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def warn_cpu_duration(cfg: DictConfig, model_cfg) -> None:
+    if torch.cuda.is_available() or not cfg.get("cpu_time_check", True):
+        return
+    steps = int(cfg.trainer.max_steps)
+    if steps <= 0:
+        return
+    if "max_tokens" in cfg.data:  # token-budget batches (translation)
+        tokens, seq, batch = int(cfg.data.max_tokens), int(cfg.data.max_len), f"<= {cfg.data.max_tokens} tokens"
+        hint = "Lower trainer.max_steps or train on a GPU (docs/translation.md)."
+    else:
+        tokens, seq = int(cfg.data.batch_size) * int(cfg.data.block_size), int(cfg.data.block_size)
+        batch = f"batch {cfg.data.batch_size} x block {cfg.data.block_size}"
+        hint = "For a CPU-sized run use: python train.py experiment=shakespeare_char_cpu"
+    seconds = estimate_seconds(model_cfg.flops_per_token(seq), tokens, steps)
+    log.warning(
+        "No GPU found: %d steps of %s (%s) will take roughly %s on this CPU. %s",
+        steps,
+        model_cfg.name,
+        batch,
+        human(seconds),
+        hint,
+    )

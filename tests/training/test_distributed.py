@@ -1,4 +1,4 @@
-"""lab/distributed.py: extra DDP ranks re-run exactly the current job; nothing distributed outlives a job."""
+"""training/distributed.py: extra DDP ranks re-run exactly the current job; nothing distributed outlives a job."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lab.distributed import HydraJobLauncher, attach, env_rank_is_zero, job_command, job_scope
+from training.distributed import HydraJobLauncher, attach, env_rank_is_zero, job_command, job_scope
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -27,8 +27,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from lightning.fabric.utilities.distributed import _set_num_threads_if_needed
-from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
+
+from training.private_api import (
+    SAFE_LAUNCHERS,
+    SubprocessScriptLauncher,
+    get_args_parser,
+    replace_launcher,
+    set_num_threads_if_needed,
+    unknown_launcher_error,
+)
 
 log = logging.getLogger("tformer")
 
@@ -51,7 +58,6 @@ def _quote(value: str) -> str:
 
 def job_command(argv: list[str] | None = None) -> tuple[list[str], str]:
     """The command (and working directory) that re-runs exactly the current Hydra job as a single run."""
-    from hydra._internal.utils import get_args_parser
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import get_original_cwd, to_absolute_path
 
@@ -105,7 +111,7 @@ def _kill(procs: list[subprocess.Popen]) -> None:
             p.wait(timeout=30)
 
 
-class HydraJobLauncher(_SubprocessScriptLauncher):
+class HydraJobLauncher(SubprocessScriptLauncher):
     """Lightning's subprocess launcher, made to start the extra ranks on the current Hydra job only."""
 
     join_timeout_s: float = 300.0
@@ -113,12 +119,12 @@ class HydraJobLauncher(_SubprocessScriptLauncher):
     def launch(self, function: Callable, *args: Any, trainer=None, **kwargs: Any) -> Any:
         self.cluster_environment.validate_settings(num_devices=self.num_processes, num_nodes=self.num_nodes)
         if self.cluster_environment.creates_processes_externally:
-            _set_num_threads_if_needed(num_processes=self.num_processes)
+            set_num_threads_if_needed(num_processes=self.num_processes)
             return function(*args, **kwargs)
         self._call_children_scripts()
         watcher = _RankWatcher(self.procs)
         watcher.start()
-        _set_num_threads_if_needed(num_processes=self.num_processes)
+        set_num_threads_if_needed(num_processes=self.num_processes)
         try:
             result = function(*args, **kwargs)
         except BaseException as exc:
@@ -168,14 +174,17 @@ class HydraJobLauncher(_SubprocessScriptLauncher):
 
 
 def attach(trainer, batch_size: int | None = None) -> None:
-    """Swap Lightning's script launcher for HydraJobLauncher (when Hydra runs this process) and log the
-    effective batch size of a distributed run."""
+    """Swap Lightning's script launcher for HydraJobLauncher (when Hydra runs this process), fail loudly on a
+    launcher this project does not know, and log the effective batch size of a distributed run."""
     from hydra.core.hydra_config import HydraConfig
 
-    strategy = trainer.strategy
-    launcher = getattr(strategy, "_launcher", None)
-    if type(launcher) is _SubprocessScriptLauncher and HydraConfig.initialized():
-        strategy._launcher = HydraJobLauncher(launcher.cluster_environment, launcher.num_processes, launcher.num_nodes)
+    launcher = trainer.strategy.launcher
+    if HydraConfig.initialized() and launcher is not None and not isinstance(launcher, HydraJobLauncher):
+        if type(launcher) is SubprocessScriptLauncher:
+            job_launcher = HydraJobLauncher(launcher.cluster_environment, launcher.num_processes, launcher.num_nodes)
+            replace_launcher(trainer.strategy, job_launcher)
+        elif not isinstance(launcher, SAFE_LAUNCHERS):
+            raise unknown_launcher_error(launcher)
     if trainer.world_size > 1 and batch_size and trainer.is_global_zero:
         accumulate = trainer.accumulate_grad_batches
         log.info(

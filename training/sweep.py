@@ -50,8 +50,9 @@ def size_tags(cfg: DictConfig) -> list[str]:
 def swept_overrides(argv: list[str] | None = None) -> list[str]:
     """This job's values of the swept keys (`a=1,2` on the command line or hydra.sweeper.params), e.g.
     ["model.n_layer=4"]: what tells the jobs of a sweep apart."""
-    from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from training.private_api import get_args_parser
 
     hc = HydraConfig.get()
     parser = OverridesParser.create()
@@ -127,7 +128,7 @@ def _free_memory() -> None:
 
 def run_job(cfg: DictConfig, train: Callable[[DictConfig], float | None]) -> float | None:
     """Run one job; in a multirun a failing job is recorded and reported to the sweeper instead of raised."""
-    from lab.distributed import env_rank_is_zero, job_scope
+    from training.distributed import env_rank_is_zero, job_scope
 
     multirun = in_multirun() and env_rank_is_zero()
     keep_going = multirun and bool(OmegaConf.select(cfg, "multirun.continue_on_failure", default=True))

@@ -7,16 +7,16 @@ parameter count is checked against the module built on the meta device.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
 from models import sizing
 from models.gpt import GPTConfig
+from training.checks import build_model_config, check_block_sizes
 
 # Vocabulary sizes of the tokenizers data configs name (char: Tiny Shakespeare's 65 characters).
 KNOWN_VOCAB = {"char": 65, "gpt2": 50257, "r50k_base": 50257, "p50k_base": 50281, "cl100k_base": 100277}
@@ -84,16 +84,13 @@ class Estimate:
 
 
 def build_estimate(cfg: DictConfig) -> Estimate:
-    model_cfg = instantiate(cfg.model, _convert_="all")
+    model_cfg = build_model_config(cfg)
     if not isinstance(model_cfg, GPTConfig):
         raise ValueError(f"estimate.py sizes GPT models; model._target_={cfg.model.get('_target_')} is not a GPTConfig")
     vocab, source = vocab_size(cfg)
-    model_cfg = replace(model_cfg, vocab_size=vocab)
+    model_cfg.vocab_size = vocab
     seq_len = int(cfg.data.block_size)
-    if seq_len > model_cfg.block_size:
-        raise ValueError(
-            f"data.block_size={seq_len} is larger than the model's context model.block_size={model_cfg.block_size}"
-        )
+    check_block_sizes(model_cfg, seq_len)
     devices = cfg.trainer.get("devices", 1)
     return Estimate(
         model=model_cfg,

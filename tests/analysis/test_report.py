@@ -1,4 +1,4 @@
-"""lab/report.py on hand-made run directories: the numbers in the table come from the runs' files."""
+"""analysis/report.py on hand-made run directories: the numbers in the table come from the runs' files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.report import PLOTS, find_runs, make_report
+from analysis.plots import PLOTS
+from analysis.report import make_report
+from analysis.runs import find_runs
 
 
 def make_run(root: Path, name: str, *, n_layer: int, val: list[float] | None, measure: bool = True) -> Path:

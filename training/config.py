@@ -46,7 +46,7 @@ def wandb_offline() -> bool:
 def rank_zero(value, otherwise=None):
     """`value` in the global-rank-zero process, `otherwise` in the extra ranks a launcher started (from the
     environment: RANK, LOCAL_RANK, NODE_RANK, SLURM_PROCID, ...): Hydra's .hydra/ and log file once per run."""
-    from lab.distributed import env_rank_is_zero
+    from training.distributed import env_rank_is_zero
 
     return value if env_rank_is_zero() else otherwise
 

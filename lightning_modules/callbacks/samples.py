@@ -1,25 +1,23 @@
-"""Callbacks: text samples at the end of training (file + W&B table)."""
+"""Callbacks that sample text after training: SampleText writes <run>/samples.txt (and a W&B table)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.loggers import WandbLogger
 
+from lightning_modules.callbacks.best import use_best_weights
 
-class SampleText(L.Callback):
-    """Once fit ends, generate samples from the best checkpoint's weights into <run>/samples.txt.
 
-    The samples also go to every W&B logger as a table ("samples": id, prompt, text).
-    """
+class SamplingCallback(L.Callback):
+    """What callbacks that sample from the trained GPT share: where to write, and how to sample
+    (`self.sampling`: temperature, top_k, top_p, passed to GPTLitModule.sample)."""
 
     def __init__(
         self,
         output_dir: str,
-        num_samples: int = 3,
-        max_new_tokens: int = 300,
+        num_samples: int,
         prompt: str = "\n",
         temperature: float = 0.8,
         top_k: int | None = 200,
@@ -27,25 +25,31 @@ class SampleText(L.Callback):
         seed: int | None = 1337,
     ):
         self.output_dir = Path(output_dir)
-        self.num_samples, self.max_new_tokens, self.prompt = num_samples, max_new_tokens, prompt
-        self.temperature, self.top_k, self.top_p, self.seed = temperature, top_k, top_p, seed
+        self.num_samples, self.prompt, self.seed = num_samples, prompt, seed
+        self.sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p)
+
+
+class SampleText(SamplingCallback):
+    """Once fit ends, generate samples from the best checkpoint's weights into <run>/samples.txt.
+
+    The samples also go to every W&B logger as a table ("samples": id, prompt, text).
+    """
+
+    def __init__(self, output_dir: str, num_samples: int = 3, max_new_tokens: int = 300, **sampling):
+        super().__init__(output_dir, num_samples, **sampling)
+        self.max_new_tokens = max_new_tokens
         self.samples: list[str] = []
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or self.num_samples <= 0 or not hasattr(pl_module, "sample"):
             return
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        if best and Path(best).is_file():
-            state = torch.load(best, map_location=pl_module.device, weights_only=False)["state_dict"]
-            pl_module.load_state_dict(state)
+        use_best_weights(trainer, pl_module)
         self.samples = pl_module.sample(
             self.prompt,
             num_samples=self.num_samples,
             max_new_tokens=self.max_new_tokens,
-            temperature=self.temperature,
-            top_k=self.top_k,
-            top_p=self.top_p,
             seed=self.seed,
+            **self.sampling,
         )
         self.output_dir.mkdir(parents=True, exist_ok=True)
         text = "".join(f"--- sample {i} ---\n{s}\n" for i, s in enumerate(self.samples))

@@ -19,7 +19,7 @@ def hydra_job(tmp_path, monkeypatch):
     """hydra_job(overrides, multirun=True, argv=None) -> the job's task config (no `hydra` node)."""
     from hydra import compose, initialize_config_dir
 
-    import lab.config  # noqa: F401  (resolvers)
+    import training.config  # noqa: F401  (resolvers)
 
     monkeypatch.setenv("TFORMER_ROOT", str(ROOT))
     monkeypatch.setenv("TFORMER_LOG_DIR", str(tmp_path / "logs"))

@@ -1,4 +1,4 @@
-"""lab/sweep.py: a multirun job that fails is recorded and reported; a single run still raises."""
+"""training/sweep.py: a multirun job that fails is recorded and reported; a single run still raises."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from lab.sweep import SweepSummary, label_wandb_run, run_job, swept_overrides
+from training.sweep import SweepSummary, label_wandb_run, run_job, swept_overrides
 
 
 def fails(cfg):

@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from lab.families import module_class
+from training.families import module_for_family
 
 
 def read_checkpoint(path: str | Path, *, field: str = "ckpt_path") -> dict:
@@ -36,7 +36,7 @@ def load_module(path: str | Path, family: str, *, field: str = "ckpt_path", devi
     check_family(ckpt, family, field=field, path=str(path))
     hparams = dict(ckpt["hyper_parameters"])
     hparams["compile"] = False
-    module = module_class(family)(**hparams)
+    module = module_for_family(family)(**hparams)
     module.on_load_checkpoint(ckpt)
     module.load_state_dict(ckpt["state_dict"])
     return module.to(device).eval()

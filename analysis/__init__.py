@@ -1,0 +1,1 @@
+"""Analysis tools: compare finished runs (report) and size a run before it starts (estimate)."""

@@ -1,0 +1,56 @@
+"""Compare finished runs: one table (Markdown + CSV) and PNG plots from their local files, optionally in W&B.
+
+analysis/runs.py reads the runs, analysis/table.py writes the table, analysis/plots.py draws the figures.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from analysis.plots import write_plots
+from analysis.runs import Run, load_runs
+from analysis.table import COLUMNS, write_table
+
+
+def log_to_wandb(runs: list[Run], out: Path, plots: list[Path], *, mode: str = "auto") -> str:
+    """Log the table and figures to W&B: always with mode="on" (an offline run without credentials),
+    with "auto" only when online. Returns what happened, in words."""
+    from training.config import wandb_offline
+
+    offline = wandb_offline()
+    if mode == "off" or (mode == "auto" and offline):
+        return "W&B: offline (no credentials or WANDB_MODE=offline), figures not uploaded"
+    import wandb
+
+    project = next((r.config["logger.wandb.project"] for r in runs if r.config.get("logger.wandb.project")), None)
+    run = wandb.init(
+        project=project or "tformer-lab",
+        job_type="report",
+        name=f"report-{out.parent.name}",
+        dir=str(out),
+        mode="offline" if offline else "online",
+    )
+    table = wandb.Table(columns=[k for k, _ in COLUMNS])
+    for r in runs:
+        table.add_data(*[r.row.get(k) for k, _ in COLUMNS])
+    run.log({"report/summary": table, **{f"report/{p.stem}": wandb.Image(str(p)) for p in plots}})
+    where = run.url if not offline else f"offline run in {Path(run.dir).parent} (upload: wandb sync)"
+    run.finish()
+    return f"W&B: logged to {where}"
+
+
+def default_out(paths: list[str | Path]) -> Path:
+    resolved = [Path(p).expanduser().resolve() for p in paths]
+    base = resolved[0] if len(resolved) == 1 else Path(os.path.commonpath(resolved))
+    return base / "report"
+
+
+def make_report(paths: list[str | Path], out: str | Path | None = None, *, wandb_mode: str = "auto") -> dict:
+    runs = load_runs(paths)
+    out_dir = Path(out) if out else default_out(paths)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md, csv_path = write_table(runs, out_dir)
+    plots = list(write_plots(runs, out_dir))
+    wandb_note = log_to_wandb(runs, out_dir, plots, mode=wandb_mode)
+    return {"runs": runs, "out": out_dir, "table": md, "csv": csv_path, "plots": plots, "wandb": wandb_note}

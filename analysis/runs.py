@@ -1,0 +1,231 @@
+"""Finished runs read from their local files alone: discovery, parsing, and one summary row per run.
+
+A run directory is what train.py writes: config.yaml (resolved config), csv/metrics.csv (every logged
+metric), measure.json (Measure callback), generation.json (GenerationMetrics), and in a multirun
+.hydra/overrides.yaml and status.json (a failed job's reason). A missing or unreadable file is recorded
+in the run's `problems` (and so in the table's status column), never silently skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import mean, median
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+# Config values a report shows or needs (sizes, tokenizer, W&B project).
+CONFIG_KEYS = (
+    "data.batch_size", "data.block_size", "data.tokenizer", "model.n_embd", "model.n_head", "model.n_layer",
+    "model.vocab_size", "model.bias", "model.block_size", "model.name", "model.attention", "logger.wandb.project",
+)  # fmt: skip
+
+
+@dataclass
+class Run:
+    path: Path
+    label: str = ""
+    config: dict = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)
+    metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    measure: dict = field(default_factory=dict)
+    generation: dict = field(default_factory=dict)
+    status: dict = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    row: dict = field(default_factory=dict)
+
+    def series(self, key: str) -> list[tuple[int, float]]:
+        return self.metrics.get(key, [])
+
+
+def _is_run(d: Path) -> bool:
+    return (
+        (d / ".hydra").is_dir()
+        or (d / "status.json").is_file()
+        or ((d / "config.yaml").is_file() and ((d / "csv").is_dir() or (d / "train.log").is_file()))
+    )
+
+
+def _sort_key(p: Path):
+    return (str(p.parent), 0, int(p.name), "") if p.name.isdigit() else (str(p.parent), 1, 0, p.name)
+
+
+def find_runs(paths: list[str | Path]) -> list[Path]:
+    """Run directories among paths: each path is a run, or a folder (a multirun) searched for runs."""
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if not p.is_dir():
+            raise FileNotFoundError(f"{raw} is not a directory (give run or multirun directories)")
+        if _is_run(p):
+            found.append(p)
+            continue
+        candidates = {d.parent for d in p.rglob(".hydra")} | {f.parent for f in p.rglob("config.yaml")}
+        candidates |= {f.parent for f in p.rglob("status.json")}
+        runs = [d for d in candidates if "wandb" not in d.relative_to(p).parts and _is_run(d)]
+        if not runs:
+            raise FileNotFoundError(f"{raw} holds no run directory (no .hydra/, config.yaml or status.json)")
+        found.extend(sorted(runs, key=_sort_key))
+    return list(dict.fromkeys(found))
+
+
+def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """metrics.csv -> {column: [(step, value), ...]} for every non-empty cell."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                step = int(float(row.get("step") or 0))
+            except ValueError:
+                step = 0
+            for key, value in row.items():
+                if key in ("step", "epoch") or value in (None, ""):
+                    continue
+                try:
+                    out.setdefault(key, []).append((step, float(value)))
+                except ValueError:
+                    continue
+    return out
+
+
+def _read_json(path: Path, problems: list[str]) -> dict:
+    """A JSON file of the run; a missing file gives {} with a problem noted, an unreadable one too."""
+    if not path.is_file():
+        problems.append(f"no {path.name}")
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        problems.append(f"{path.name} unreadable ({type(err).__name__}: {err})")
+        return {}
+
+
+def _read_config(run: Path, problems: list[str]) -> dict:
+    for candidate in (run / "config.yaml", run / ".hydra" / "config.yaml"):
+        if not candidate.is_file():
+            continue
+        try:
+            cfg = OmegaConf.load(candidate)
+        except (OSError, ValueError, OmegaConfBaseException) as err:
+            problems.append(f"{candidate.relative_to(run)} unreadable ({type(err).__name__}: {err})")
+            continue
+        out = {}
+        for key in CONFIG_KEYS:  # an unresolvable interpolation reads as absent
+            value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+            if value is not None and not OmegaConf.is_config(value):
+                out[key] = value
+        return out
+    problems.append("no config.yaml")
+    return {}
+
+
+def _read_overrides(path: Path, problems: list[str]) -> list[str]:
+    overrides = path / ".hydra" / "overrides.yaml"
+    if not overrides.is_file():
+        return []
+    try:
+        return [str(o) for o in OmegaConf.to_container(OmegaConf.load(overrides))]
+    except (OSError, ValueError, TypeError, OmegaConfBaseException) as err:
+        problems.append(f".hydra/overrides.yaml unreadable ({type(err).__name__}: {err})")
+        return []
+
+
+def read_run(path: Path) -> Run:
+    run = Run(path=path)
+    run.config = _read_config(path, run.problems)
+    run.overrides = _read_overrides(path, run.problems)
+    run.status = _read_json(path / "status.json", run.problems) if (path / "status.json").is_file() else {}
+    if not run.overrides and run.status.get("overrides"):
+        run.overrides = [str(o) for o in run.status["overrides"]]
+    metrics = path / "csv" / "metrics.csv"
+    if metrics.is_file():
+        run.metrics = read_metrics(metrics)
+    else:
+        run.problems.append("no csv/metrics.csv")
+    run.measure = _read_json(path / "measure.json", run.problems)
+    run.generation = _read_json(path / "generation.json", run.problems)
+    return run
+
+
+def _params_from_config(cfg: dict) -> int | None:
+    """Parameter count from the sizes, for runs that did not get to write measure.json."""
+    from analysis.estimate import KNOWN_VOCAB
+    from models import sizing
+    from models.gpt import GPTConfig
+
+    vocab = cfg.get("model.vocab_size") if "model.vocab_size" in cfg else KNOWN_VOCAB.get(cfg.get("data.tokenizer"))
+    try:
+        model = GPTConfig(
+            vocab_size=int(vocab),
+            block_size=int(cfg.get("model.block_size") or cfg["data.block_size"]),
+            n_layer=int(cfg["model.n_layer"]),
+            n_head=int(cfg["model.n_head"]),
+            n_embd=int(cfg["model.n_embd"]),
+            bias=bool(cfg.get("model.bias", False)),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    return sizing.num_params(model)
+
+
+def _labels(runs: list[Run]) -> None:
+    """Label each run by the overrides that differ between runs (else its directory name)."""
+    sets = [dict(o.split("=", 1) for o in r.overrides if "=" in o) for r in runs]
+    keys = sorted({k for s in sets for k in s})
+    varying = [k for k in keys if len({s.get(k) for s in sets}) > 1]
+    for run, s in zip(runs, sets):
+        parts = [f"{k.split('.')[-1]}={s[k]}" for k in varying if k in s]
+        name = run.path.name
+        run.label = f"{name}: {' '.join(parts)}" if parts and name.isdigit() else (" ".join(parts) or name)
+
+
+def summarise(run: Run) -> dict:
+    """One table row: numbers from measure.json / generation.json, else from metrics.csv."""
+    m, g, cfg = run.measure, run.generation.get("summary", {}), run.config
+    val = [v for _, v in run.series("val/loss")]
+
+    def from_csv(key: str, how) -> float | None:
+        values = [v for _, v in run.series(key)]
+        return how(values) if values else None
+
+    row = {
+        "run": run.label,
+        "batch_size": cfg.get("data.batch_size"),
+        "block_size": cfg.get("data.block_size"),
+        "n_embd": cfg.get("model.n_embd"),
+        "n_head": cfg.get("model.n_head"),
+        "n_layer": cfg.get("model.n_layer"),
+        "params": m.get("params") or _params_from_config(cfg),
+        "best_val_loss": min(val) if val else None,
+        "word_accuracy": g.get("word_accuracy"),
+        "tokens_per_sec": m.get("tokens_per_sec") or from_csv("perf/tokens_per_sec", median),
+        "step_time": m.get("step_time") or from_csv("perf/step_time", median),
+        "val_time": m.get("val_time") or from_csv("perf/val_time", mean),
+        "inference_time": g.get("time_mean"),
+        "inference_p90": g.get("time_p90"),
+        "total_time": m.get("total_time") or from_csv("perf/total_time", max),
+        "peak_memory_mb": m.get("peak_memory_mb") or from_csv("perf/peak_memory_mb", max),
+        "estimated_memory_mb": m.get("estimated_memory_mb") or from_csv("perf/estimated_memory_mb", max),
+        "path": str(run.path),
+    }
+    if run.status.get("status") == "failed":
+        status = f"failed: {run.status.get('error', 'unknown error')}"
+    elif not run.metrics or not val:
+        status = "failed: " + ("; ".join(run.problems) or "no val/loss logged")
+    elif run.problems:
+        status = "incomplete: " + "; ".join(run.problems)
+    else:
+        status = "ok"
+    row["status"] = status.replace("\n", " ")
+    return row
+
+
+def load_runs(paths: list[str | Path]) -> list[Run]:
+    runs = [read_run(p) for p in find_runs(paths)]
+    _labels(runs)
+    for run in runs:
+        run.row = summarise(run)
+    return runs

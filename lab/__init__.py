@@ -1,1 +1,0 @@
-"""Glue for the entry points: config resolvers, logger set-up, checkpoint loading, time estimates."""

@@ -1,0 +1,1 @@
+"""Lightning callbacks: samples after training, throughput and memory (Measure), generation metrics."""

@@ -1,0 +1,53 @@
+"""Every private Lightning and Hydra name tformer-lab relies on, in one place, each with a test.
+
+DDP inside a Hydra multirun is a real gap in both libraries: Lightning's `ddp` starts its extra ranks by
+re-running `sys.argv`, which under `python train.py -m ...` would re-run the whole sweep in every extra
+rank. `training/distributed.py` closes the gap with a launcher of its own, built on the names below.
+tests/training/test_private_api.py checks each assumption against the installed versions, and the
+run fails loudly (see `unknown_launcher_error`) when Lightning starts ranks in a way this file does not
+know, instead of silently re-running the sweep. pyproject.toml pins lightning to the tested minor version.
+"""
+
+from __future__ import annotations
+
+import lightning
+
+TESTED_LIGHTNING = "2.6"
+
+try:
+    from hydra._internal.utils import get_args_parser
+    from lightning.fabric.utilities.distributed import _set_num_threads_if_needed as set_num_threads_if_needed
+    from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher as MultiProcessingLauncher
+    from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher as SubprocessScriptLauncher
+    from lightning.pytorch.strategies.launchers import _XLALauncher as XLALauncher
+except ImportError as err:  # pragma: no cover - only with an untested Lightning or Hydra
+    raise ImportError(
+        f"tformer-lab's DDP launcher needs private names that lightning {lightning.__version__} or this Hydra "
+        f"no longer has ({err}); it is tested with lightning {TESTED_LIGHTNING}.*: "
+        f"pip install 'lightning=={TESTED_LIGHTNING}.*'"
+    ) from err
+
+# Launchers that start ranks without re-running the script: safe under a Hydra multirun as they are.
+SAFE_LAUNCHERS = (MultiProcessingLauncher, XLALauncher)
+
+__all__ = [
+    "SAFE_LAUNCHERS",
+    "SubprocessScriptLauncher",
+    "get_args_parser",
+    "replace_launcher",
+    "set_num_threads_if_needed",
+    "unknown_launcher_error",
+]
+
+
+def replace_launcher(strategy, launcher) -> None:
+    """Make `strategy` start its processes with `launcher` (Lightning reads `strategy._launcher` in fit)."""
+    strategy._launcher = launcher
+
+
+def unknown_launcher_error(launcher) -> RuntimeError:
+    return RuntimeError(
+        f"lightning {lightning.__version__} starts distributed ranks with {type(launcher).__qualname__}, which "
+        f"tformer-lab does not know: under Hydra it could make every extra rank re-run the whole sweep. "
+        f"tformer-lab is tested with lightning {TESTED_LIGHTNING}.*: pip install 'lightning=={TESTED_LIGHTNING}.*'"
+    )

@@ -1,0 +1,111 @@
+"""One training run, from a composed config to checkpoints, metrics and samples."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities.model_helpers import is_overridden
+from omegaconf import DictConfig, OmegaConf
+
+from training import distributed
+from training.checkpoint import check_family, read_checkpoint
+from training.checks import build_model_config, check_data_family, check_lengths
+from training.config import loggable
+from training.duration import warn_cpu_duration
+from training.families import module_for_config
+
+log = logging.getLogger("tformer")
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    loggers: list[Logger] = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    if not any(type(lg).__name__ == "CSVLogger" for lg in loggers):
+        from lightning.pytorch.loggers import CSVLogger
+
+        loggers.append(CSVLogger(cfg.paths.output_dir, name="csv", version=""))
+    return loggers
+
+
+def announce_wandb(loggers: list[Logger]) -> None:
+    for lg in loggers:
+        if isinstance(lg, WandbLogger) and lg._offline:
+            run_dir = Path(lg.experiment.dir).parent
+            log.info("W&B is offline (no credentials). Upload this run later with: wandb sync %s", run_dir)
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Train per cfg; return the best val/loss (what sweepers minimise)."""
+    out = Path(cfg.paths.output_dir)
+    log.info("Run directory: %s", out.resolve())
+    model_cfg = build_model_config(cfg)  # built and validated once, before any data work
+    module_cls = module_for_config(model_cfg)
+    if cfg.get("ckpt_path"):
+        check_family(read_checkpoint(cfg.ckpt_path), module_cls.family, path=cfg.ckpt_path)
+    L.seed_everything(cfg.seed, workers=True)
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")
+
+    check_lengths(model_cfg, cfg.data)
+    datamodule = _datamodule(cfg)
+    check_data_family(datamodule, module_cls.family, cfg)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    model_cfg.vocab_size = datamodule.vocab_size  # known once the tokenizer is
+    log.info("Model %s: %.2fM parameters", model_cfg.name, model_cfg.num_params() / 1e6)
+
+    module = module_cls(
+        model=model_cfg,
+        tokenizer=datamodule.tokenizer.state_dict(),
+        optim=OmegaConf.to_container(cfg.optim, resolve=True),
+        compile=bool(cfg.compile),
+        **OmegaConf.to_container(cfg.get("module") or OmegaConf.create({}), resolve=True),
+    )
+    loggers = build_loggers(cfg)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
+    distributed.attach(trainer, batch_size=cfg.data.get("batch_size"))  # ddp that also works under -m
+    if trainer.is_global_zero:
+        out.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+        for lg in loggers:
+            lg.log_hyperparams(loggable(cfg))
+        announce_wandb(loggers)
+        warn_cpu_duration(cfg, model_cfg)
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+
+    ckpt = trainer.checkpoint_callback
+    best = ckpt.best_model_score if ckpt is not None else None
+    if cfg.get("test_after_fit", True) and is_overridden("test_step", module) and getattr(datamodule, "has_test", True):
+        # Families with a test step (seq2seq: beam-search BLEU) score the test split with the best weights.
+        best_path = ckpt.best_model_path if ckpt is not None else ""
+        trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None)
+    if trainer.is_global_zero:
+        if ckpt is not None:
+            log.info("Best checkpoint: %s (%s %s)", ckpt.best_model_path, ckpt.monitor, _fmt(best))
+            log.info("Last checkpoint: %s", ckpt.last_model_path)
+        log.info("Outputs: %s", out.resolve())
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            import wandb
+
+            wandb.finish()
+    return float(best) if best is not None else None
+
+
+# Keys of a data config that describe the data to the rest of the config, not arguments of its DataModule.
+DATA_CONFIG_ONLY = ("name", "use_distributed_sampler")
+
+
+def _datamodule(cfg: DictConfig) -> L.LightningDataModule:
+    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in DATA_CONFIG_ONLY}
+    return instantiate(kwargs)
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{float(x):.4f}"

@@ -13,11 +13,11 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from omegaconf import DictConfig, OmegaConf
 
 from training import distributed
-from training.checkpoint import check_family, read_checkpoint
-from training.checks import build_model_config, check_data_family, check_lengths
+from training.checkpoint_io import use_atomic_checkpoints
+from training.checks import check_data_family, check_resumed_sizes, check_run
 from training.config import loggable
 from training.duration import warn_cpu_duration
-from training.families import module_for_config
+from training.rundir import keep_earlier_metrics, save_config
 
 log = logging.getLogger("tformer")
 
@@ -42,20 +42,19 @@ def train(cfg: DictConfig) -> float | None:
     """Train per cfg; return the best val/loss (what sweepers minimise)."""
     out = Path(cfg.paths.output_dir)
     log.info("Run directory: %s", out.resolve())
-    model_cfg = build_model_config(cfg)  # built and validated once, before any data work
-    module_cls = module_for_config(model_cfg)
-    if cfg.get("ckpt_path"):
-        check_family(read_checkpoint(cfg.ckpt_path), module_cls.family, path=cfg.ckpt_path)
+    # Config, model config (built and validated once), optimizer, steps, resumed checkpoint: before any data work.
+    model_cfg, module_cls, resumed = check_run(cfg)
     L.seed_everything(cfg.seed, workers=True)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
 
-    check_lengths(model_cfg, cfg.data)
     datamodule = _datamodule(cfg)
     check_data_family(datamodule, module_cls.family, cfg)
     datamodule.prepare_data()
     datamodule.setup("fit")
     model_cfg.vocab_size = datamodule.vocab_size  # known once the tokenizer is
+    if resumed is not None:
+        check_resumed_sizes(resumed, model_cfg, str(cfg.ckpt_path), fields=("vocab_size",))
     log.info("Model %s: %.2fM parameters", model_cfg.name, model_cfg.num_params() / 1e6)
 
     module = module_cls(
@@ -69,9 +68,10 @@ def train(cfg: DictConfig) -> float | None:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
     distributed.attach(trainer, batch_size=cfg.data.get("batch_size"))  # ddp that also works under -m
+    use_atomic_checkpoints(trainer)  # temporary file beside the checkpoint, then rename: never half a file
     if trainer.is_global_zero:
-        out.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+        save_config(cfg, out)  # claims the directory: stops if another run got there first
+        keep_earlier_metrics(out, cfg.get("ckpt_path"))
         for lg in loggers:
             lg.log_hyperparams(loggable(cfg))
         announce_wandb(loggers)
@@ -87,8 +87,7 @@ def train(cfg: DictConfig) -> float | None:
         trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None)
     if trainer.is_global_zero:
         if ckpt is not None:
-            log.info("Best checkpoint: %s (%s %s)", ckpt.best_model_path, ckpt.monitor, _fmt(best))
-            log.info("Last checkpoint: %s", ckpt.last_model_path)
+            log_checkpoints(ckpt, out, best)
         log.info("Outputs: %s", out.resolve())
     for lg in loggers:
         if isinstance(lg, WandbLogger):
@@ -96,6 +95,15 @@ def train(cfg: DictConfig) -> float | None:
 
             wandb.finish()
     return float(best) if best is not None else None
+
+
+def log_checkpoints(ckpt, out: Path, best) -> None:
+    """Name this run's best and last checkpoints; a best one restored from a resumed run is named as such."""
+    if ckpt.best_model_path and Path(ckpt.best_model_path).resolve().is_relative_to(out.resolve()):
+        log.info("Best checkpoint: %s (%s %s)", ckpt.best_model_path, ckpt.monitor, _fmt(best))
+    elif ckpt.best_model_path:
+        log.info("Best checkpoint: none saved by this run (the resumed run's best: %s)", ckpt.best_model_path)
+    log.info("Last checkpoint: %s", ckpt.last_model_path)
 
 
 # Keys of a data config that describe the data to the rest of the config, not arguments of its DataModule.

@@ -9,11 +9,13 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from datamodules.sharding import rank_and_world
+from datamodules.token_cache import read_meta
 
 
 def load_tokens(path: str | Path) -> np.ndarray:
-    """A token file written by the data modules: a flat, memory-mapped uint16 array."""
-    return np.memmap(path, dtype=np.uint16, mode="r")
+    """A token file written by the data modules: a flat, memory-mapped array of the dtype its meta.json
+    names (uint16 or uint32; uint16 for a bare file)."""
+    return np.memmap(path, dtype=read_meta(path).get("dtype", "uint16"), mode="r")
 
 
 class RandomWindows(IterableDataset):

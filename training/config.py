@@ -52,7 +52,14 @@ def rank_zero(value, otherwise=None):
 
 
 def register_resolvers() -> None:
-    resolvers = (("auto_precision", auto_precision), ("wandb_offline", wandb_offline), ("rank_zero", rank_zero))
+    from datamodules.files import corpus_name  # data configs name runs after their corpus
+
+    resolvers = (
+        ("auto_precision", auto_precision),
+        ("wandb_offline", wandb_offline),
+        ("rank_zero", rank_zero),
+        ("corpus_name", corpus_name),
+    )
     for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

@@ -24,30 +24,16 @@ class ShakespeareDataModule(TextDataModule):
         self,
         data_dir: str = "data",
         cache_dir: str = ".cache",
-        tokenizer: str = "char",
-        batch_size: int = 64,
-        block_size: int = 256,
-        val_fraction: float = 0.1,
-        val_batch_size: int | None = None,
-        num_workers: int = 0,
-        seed: int = 1337,
+        *,
         url: str = URL,
         download: bool = True,
         tiktoken_dir: str | None = None,
+        **kw,
     ):
+        """kw: TextDataModule's settings (tokenizer, batch_size, block_size, val_fraction, ...)."""
         self.data_dir, self.url, self.download = Path(data_dir).expanduser(), url, download
-        super().__init__(
-            path=str(self.data_dir / FILENAME),
-            cache_dir=cache_dir,
-            tokenizer=tokenizer,
-            batch_size=batch_size,
-            block_size=block_size,
-            val_fraction=val_fraction,
-            val_batch_size=val_batch_size,
-            num_workers=num_workers,
-            seed=seed,
-            tiktoken_dir=tiktoken_dir or str(self.data_dir / "tiktoken"),
-        )
+        tiktoken_dir = tiktoken_dir or str(self.data_dir / "tiktoken")
+        super().__init__(path=str(self.data_dir / FILENAME), cache_dir=cache_dir, tiktoken_dir=tiktoken_dir, **kw)
 
     @property
     def corpus_path(self) -> Path:

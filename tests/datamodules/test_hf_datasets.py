@@ -8,12 +8,12 @@ import os
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # before `datasets` is imported: nothing may be downloaded
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 datasets = pytest.importorskip("datasets")
 
 from datamodules.hf_datasets import HFTextDataModule, HFTranslationDataModule  # noqa: E402
+from tests.datamodules.test_text import decode, module  # noqa: E402
 
 TEXT = ["Ἐν ἀρχῇ ἦν ὁ λόγος,", "", "καὶ ὁ λόγος ἦν πρὸς τὸν θεόν.\n", "Во начале было Слово"]
 EN = [f"the cat number {i}." for i in range(50)]
@@ -26,14 +26,7 @@ def saved(path, **splits):
 
 
 def text_module(tmp_path, dataset: str, **kw) -> HFTextDataModule:
-    dm = HFTextDataModule(dataset, cache_dir=str(tmp_path / "cache"), batch_size=2, block_size=8, **kw)
-    dm.prepare_data()
-    dm.setup("fit")
-    return dm
-
-
-def decode(dm, tokens) -> str:
-    return dm.tokenizer.decode(np.asarray(tokens).astype(np.int64).tolist())
+    return module(tmp_path, HFTextDataModule, dataset=dataset, **kw)
 
 
 def test_a_saved_text_dataset_is_read_a_row_a_line(tmp_path):

@@ -37,8 +37,9 @@ def write(path, text: str):
     return path
 
 
-def module(tmp_path, **kw) -> TextDataModule:
-    dm = TextDataModule(**{"cache_dir": str(tmp_path / "cache"), "batch_size": 4, "block_size": 8, **kw})
+def module(tmp_path, cls=TextDataModule, **kw) -> TextDataModule:
+    """A data module (TextDataModule or a subclass) with small batches, prepared and set up."""
+    dm = cls(**{"cache_dir": str(tmp_path / "cache"), "batch_size": 4, "block_size": 8, **kw})
     dm.prepare_data()
     dm.setup("fit")
     return dm

@@ -174,13 +174,13 @@ class TextDataModule(L.LightningDataModule):
         path = self.cache_root / "text" / f"scan-{digest(source.identity())}.json"
         if path.is_file():
             return json.loads(path.read_text(encoding="utf-8"))
-        chars, alphabet = 0, set()
+        chars, seen = 0, np.zeros(0x110000, dtype=bool)  # one flag per Unicode code point
         for chunk in source.chunks():
             chars += len(chunk)
-            alphabet.update(chunk)
+            seen[np.frombuffer(chunk.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)] = True
         if chars == 0:
             raise ValueError(f"{source.label} holds no text")
-        result = {"chars": chars, "alphabet": "".join(sorted(alphabet))}
+        result = {"chars": chars, "alphabet": "".join(map(chr, np.flatnonzero(seen).tolist()))}
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda tmp: tmp.write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8"))
         return result

@@ -59,8 +59,10 @@ class CharTokenizer:
             out.append(ids.astype(np.int64))
         return out
 
-    def decode(self, ids: list[int]) -> str:
-        return "".join(self.chars[i] for i in ids)
+    def decode(self, ids) -> str:
+        """The text of ids (a list or an array), vectorised."""
+        points = self._codepoints[np.asarray(ids, dtype=np.int64)]
+        return points.astype("<u4").tobytes().decode("utf-32-le")
 
     def state_dict(self) -> dict:
         return {"kind": self.kind, "chars": self.chars}

@@ -163,10 +163,10 @@ def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
-def corpus_name(*specs) -> str:
+def corpus_name(default: str, *specs) -> str:
     """A short name for a corpus from the values that name it (files, folders, globs, lists, dataset ids; None
-    skipped): the stem of a file, the name of a folder or of a glob's folder, joined by "-". For run names
-    and W&B tags (at most 64 characters)."""
+    skipped): the stem of a file, the name of a folder or of a glob's folder, joined by "-"; `default` when
+    none is set. For run names and W&B tags (at most 64 characters)."""
     names = []
     for spec in specs:
         if spec is None or spec == "":
@@ -180,5 +180,5 @@ def corpus_name(*specs) -> str:
         if not isinstance(spec, (str, Path)) and len(spec) > 1:
             name += f"+{len(spec) - 1}"
         names.append(name)
-    name = re.sub(r"[^\w.+-]+", "_", "-".join(names), flags=re.ASCII).strip("_.") or "corpus"
+    name = re.sub(r"[^\w.+-]+", "_", "-".join(names), flags=re.ASCII).strip("_.") or default
     return name[:64]

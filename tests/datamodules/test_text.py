@@ -82,8 +82,8 @@ def test_a_folder_a_glob_and_a_list_read_files_in_order(tmp_path):
     files = [str(root / "sub" / "c.md"), str(root / "a.txt")]
     listed = module(tmp_path, path=files, val=str(root / "a.txt"), block_size=2)
     assert decode(listed, listed.train_tokens) == "third\nfirst\n"
-    assert corpus_name(str(root)) == "books" and corpus_name(str(root / "*.txt")) == "books"
-    assert corpus_name(None, [str(root / "a.txt"), "x"]) == "a+1"
+    assert corpus_name("text", str(root)) == "books" and corpus_name("text", str(root / "*.txt")) == "books"
+    assert corpus_name("text", None, [str(root / "a.txt"), "x"]) == "a+1" and corpus_name("text", None) == "text"
 
 
 def test_a_vocabulary_beyond_uint16_is_stored_as_uint32(tmp_path):

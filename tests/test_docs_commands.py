@@ -3,6 +3,8 @@ composes as written (Hydra's compose API, with each entry point's own argument r
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import os
 import re
 import shlex
@@ -54,18 +56,12 @@ def arguments(script: str, written: str) -> tuple[list[str], bool]:
     multirun = any(a in ("-m", "--multirun") for a in args)
     args = [a for a in args if a not in ("-m", "--multirun", "...")]  # "..." elides more of the same
     sys.path.insert(0, str(ROOT))
-    if script == "estimate":
-        import estimate
-
-        args = [a for a in estimate.hydra_args(args) if a not in estimate.NO_OUTPUTS]
-    elif script == "eval":
-        import eval as eval_script
-
-        args = eval_script.hydra_args(args)
-    elif script == "translate":
-        import translate
-
-        args = translate.quote_free_text(args)
+    entry = importlib.import_module(script)  # the entry point's own argument rewriting, as its __main__ does
+    if hasattr(entry, "hydra_args"):  # estimate.py, eval.py
+        args = [a for a in entry.hydra_args(args) if a not in getattr(entry, "NO_OUTPUTS", ())]
+    if hasattr(entry, "quote_free_text"):  # free text (text=, prompt=) quoted for Hydra's parser
+        takes_keys = len(inspect.signature(entry.quote_free_text).parameters) > 1
+        args = entry.quote_free_text(args, entry.FREE_TEXT_KEYS) if takes_keys else entry.quote_free_text(args)
     return args, multirun
 
 

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import gzip
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from datamodules.files import CorpusUnavailable, atomic_write, fetch, md5sum
-from datamodules.translation import ParallelCorpusDataModule
+from datamodules.translation import SPLITS, ParallelCorpusDataModule
 
 MULTI30K_COMMIT = "a3d2e0d26b56f3846f66a952536ffed4e401d05a"
 MULTI30K_URL = f"https://raw.githubusercontent.com/multi30k/dataset/{MULTI30K_COMMIT}/data/task1/raw"
 MULTI30K_LANGS = ("de", "en", "fr", "cs")
-MULTI30K_REMOTE = {"train": "train", "val": "val", "test2016": "test_2016_flickr"}
+# Local prefix -> upstream file name. The later test sets (data.test=[test2016,test2017,test2017_mscoco]) are
+# downloaded unchecked (no md5 here); test_2018_flickr has English references upstream only for some languages.
+MULTI30K_REMOTE = {
+    "train": "train",
+    "val": "val",
+    "test2016": "test_2016_flickr",
+    "test2017": "test_2017_flickr",
+    "test2017_mscoco": "test_2017_mscoco",
+    "test2018": "test_2018_flickr",
+}
 # md5 of the gunzipped files (the copy in ../shared/data/multi30k/ here).
 MULTI30K_MD5 = {
     "train.de": "d3b4bc1671cfb805267f97f16884beba",
@@ -28,7 +38,8 @@ class Multi30kDataModule(ParallelCorpusDataModule):
     """Multi30k task 1 (Elliott et al. 2016): train 29,000 / val 1,014 / test2016 1,000 pairs.
 
     German->English by default; any two of de, en, fr, cs. Reads `<data_dir>/{train,val,test2016}.<lang>`
-    and downloads missing files (gzipped, from the multi30k/dataset repository at a pinned commit).
+    and downloads missing files (gzipped, from the multi30k/dataset repository at a pinned commit); more test
+    sets with data.test=[test2016,test2017,...] (see MULTI30K_REMOTE).
     """
 
     def __init__(self, data_dir: str = "data/multi30k", download: bool = True, base_url: str = MULTI30K_URL, **kw):
@@ -45,17 +56,18 @@ class Multi30kDataModule(ParallelCorpusDataModule):
         super().__init__(data_dir=data_dir, **kw)
         self.download, self.base_url = download, base_url
 
-    def ensure_files(self) -> None:
-        for split, prefix in self.prefixes.items():
-            if prefix is None:
+    def ensure_files(self, splits: Sequence[str] = SPLITS) -> None:
+        for split in splits:
+            if not self.uses_layout(split):
                 continue
-            for lang in (self.src_lang, self.tgt_lang):
-                dest = self.path(split, lang)
-                if dest.is_file():
-                    continue
-                if not self.download or prefix not in MULTI30K_REMOTE:
-                    self._missing(split, lang)
-                self._download(MULTI30K_REMOTE[prefix], lang, dest)
+            for prefix in self.prefixes[split]:
+                for lang in (self.src_lang, self.tgt_lang):
+                    dest = self.path(split, lang, prefix)
+                    if dest.is_file():
+                        continue
+                    if not self.download or prefix not in MULTI30K_REMOTE:
+                        self._missing(split, lang, prefix)
+                    self._download(MULTI30K_REMOTE[prefix], lang, dest)
 
     def _download(self, remote: str, lang: str, dest: Path) -> None:
         hint = f"Put the Multi30k files into {self.data_dir.resolve()} or point data.data_dir (DATA_DIR) at them."

@@ -62,7 +62,6 @@ class BPETokenizer:
         return {"kind": self.kind, "json": self.tok.to_str()}
 
 
-
 class GPT2PairTokenizer:
     """tiktoken's GPT-2 BPE: <|endoftext|> is BOS and EOS, and the id after the vocabulary pads."""
 
@@ -86,7 +85,6 @@ class GPT2PairTokenizer:
 
     def state_dict(self) -> dict:
         return {"kind": self.kind, "encoding": self.encoding}
-
 
 
 PairTokenizer = BPETokenizer | GPT2PairTokenizer

@@ -9,11 +9,14 @@ import os
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 
 class Tokenizer(Protocol):
     vocab_size: int
 
     def encode(self, text: str) -> list[int]: ...
+    def encode_arrays(self, texts: list[str]) -> list[np.ndarray]: ...
     def decode(self, ids: list[int]) -> str: ...
     def state_dict(self) -> dict: ...
 
@@ -27,6 +30,7 @@ class CharTokenizer:
         self.chars = "".join(sorted(set(chars)))
         self.stoi = {ch: i for i, ch in enumerate(self.chars)}
         self.vocab_size = len(self.chars)
+        self._codepoints = np.array([ord(c) for c in self.chars], dtype=np.uint32)  # sorted: id = rank
 
     @classmethod
     def from_text(cls, text: str) -> CharTokenizer:
@@ -41,12 +45,27 @@ class CharTokenizer:
             )
         return [self.stoi[ch] for ch in text]
 
-    def decode(self, ids: list[int]) -> str:
-        return "".join(self.chars[i] for i in ids)
+    def encode_arrays(self, texts: list[str]) -> list[np.ndarray]:
+        """encode() of each text as an int64 array, vectorised (corpora of any size)."""
+        out = []
+        for text in texts:
+            points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+            ids = np.minimum(np.searchsorted(self._codepoints, points), self.vocab_size - 1)
+            if not np.array_equal(self._codepoints[ids], points):
+                unknown = sorted({chr(c) for c in points[self._codepoints[ids] != points][:1000].tolist()})
+                raise ValueError(
+                    f"the text holds characters outside the model's character vocabulary: {unknown[:20]!r}"
+                )
+            out.append(ids.astype(np.int64))
+        return out
+
+    def decode(self, ids) -> str:
+        """The text of ids (a list or an array), vectorised."""
+        points = self._codepoints[np.asarray(ids, dtype=np.int64)]
+        return points.astype("<u4").tobytes().decode("utf-32-le")
 
     def state_dict(self) -> dict:
         return {"kind": self.kind, "chars": self.chars}
-
 
 
 class TiktokenTokenizer:
@@ -73,12 +92,16 @@ class TiktokenTokenizer:
     def encode(self, text: str) -> list[int]:
         return self.enc.encode_ordinary(text)
 
+    def encode_arrays(self, texts: list[str]) -> list[np.ndarray]:
+        """encode() of each text as an int64 array; the texts are encoded in parallel threads."""
+        batch = self.enc.encode_ordinary_batch(texts, num_threads=min(8, os.cpu_count() or 1))
+        return [np.asarray(ids, dtype=np.int64) for ids in batch]
+
     def decode(self, ids: list[int]) -> str:
         return self.enc.decode(ids)
 
     def state_dict(self) -> dict:
         return {"kind": self.kind, "encoding": self.encoding}
-
 
 
 def rebuild(state: dict, kinds: tuple[type, ...], what: str = "tokenizer"):
@@ -96,8 +119,14 @@ def build_tokenizer(state: dict) -> CharTokenizer | TiktokenTokenizer:
     return rebuild(state, (CharTokenizer, TiktokenTokenizer))
 
 
-def default_tiktoken_cache(data_dir: str | Path) -> None:
-    """Use <data_dir>/tiktoken as tiktoken's cache when TIKTOKEN_CACHE_DIR is unset and it exists."""
-    candidate = Path(data_dir) / "tiktoken"
-    if "TIKTOKEN_CACHE_DIR" not in os.environ and candidate.is_dir():
-        os.environ["TIKTOKEN_CACHE_DIR"] = str(candidate.resolve())
+def default_tiktoken_cache(folder: str | Path | None) -> None:
+    """Use folder (a data config's tiktoken_dir, `${paths.data_dir}/tiktoken`) as tiktoken's cache when
+    TIKTOKEN_CACHE_DIR is unset and the folder exists."""
+    if folder and "TIKTOKEN_CACHE_DIR" not in os.environ and Path(folder).expanduser().is_dir():
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(Path(folder).expanduser().resolve())
+
+
+def tiktoken_encodings() -> list[str]:
+    import tiktoken
+
+    return sorted(tiktoken.list_encoding_names())

@@ -1,11 +1,18 @@
-"""Parallel corpora for translation: reading and checking, a joint tokenizer, token-budget batches.
+"""Parallel corpora for translation: where the pairs come from, a joint tokenizer, token-budget batches.
 
-A corpus is one file per side per split, `<data_dir>/<split>.<lang>`, one sentence a line, line i of
-the source translating line i of the target. Without a validation (or test) file, that split is cut
-off the training pairs by a seeded random fraction. `Multi30kDataModule` adds Multi30k's file
-names, languages and download.
+A split's pairs come from (the first that is set):
+- explicit files, `data.<split>_src=` / `data.<split>_tgt=` (one sentence a line, line i translating line i);
+- two-column TSV files, `data.tsv=` (train), `data.val_tsv=`, `data.test_tsv=` (source<TAB>target a line);
+- the `<data_dir>/<prefix>.<lang>` layout: `data.data_dir` with `data.train` / `data.val` / `data.test` prefixes
+  and `data.src_lang` / `data.tgt_lang`.
+Several test sets: a list in any of the test keys (`data.test=[test2016,test2017]`); eval.py scores each.
+A split without pairs is cut off the training pairs by a seeded `val_fraction` / `test_fraction`.
+`Multi30kDataModule` adds Multi30k's file names, languages and download; `HFTranslationDataModule` reads
+Hugging Face datasets.
 
 Documented behaviour on bad input:
+- a missing file: FileNotFoundError naming the field and file (for the prefix layout: the languages found);
+- an empty file, a TSV line without a tab: ValueError naming the file (and line);
 - source and target files of different line counts: ValueError naming both files and counts;
 - empty lines: ValueError naming the file and line (data.empty_lines=error, the default), or the
   pairs are dropped with a warning (data.empty_lines=skip);
@@ -18,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -27,35 +35,53 @@ from torch.utils.data import DataLoader
 
 from datamodules.batching import PadCollate, PairDataset, TokenBudgetBatchSampler
 from datamodules.files import atomic_write
-from datamodules.parallel_text import EMPTY_LINES, Encoded, encode_split, read_pairs
+from datamodules.parallel_text import EMPTY_LINES, Encoded, FilePair, PairSource, TsvPairs, encode_split
 from datamodules.subword import BPETokenizer, GPT2PairTokenizer, PairTokenizer, build_pair_tokenizer
 from datamodules.text_tokenizers import default_tiktoken_cache
 
 log = logging.getLogger(__name__)
 
 TOKENIZERS = ("bpe", "gpt2")
+SPLITS = ("train", "val", "test")
+STAGE_SPLITS = {"validate": ("val",), "test": ("test",)}  # other stages (fit, None): every split
+Names = str | Sequence[str] | None
+Texts = tuple[list[str], list[str]]
+
+
+def as_list(value: Names) -> list[str]:
+    if value is None:
+        return []
+    return [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value]
 
 
 class ParallelCorpusDataModule(L.LightningDataModule):
-    """Any parallel corpus in `data_dir`: files `<train>.<src_lang>`, `<train>.<tgt_lang>`, and so on.
+    """Any parallel corpus; see the module docstring for where the pairs come from.
 
-    val / test: file prefixes, or null to cut val_fraction / test_fraction of the training pairs off
-    (seeded). tokenizer: "bpe" (joint byte-level BPE of vocab_size tokens learnt on the training pairs
-    only, cached in cache_dir) or "gpt2" (tiktoken). limit: keep only the first `limit` pairs of
-    every split (quick runs and tests).
+    tokenizer: "bpe" (joint byte-level BPE of vocab_size tokens learnt on the training pairs only, cached in
+    cache_dir) or "gpt2" (tiktoken). limit: keep only the first `limit` pairs of every split (quick runs and
+    tests).
     """
 
     family = "seq2seq"
 
     def __init__(
         self,
-        data_dir: str = "data",
+        data_dir: str | None = None,
         cache_dir: str = ".cache",
-        src_lang: str = "de",
-        tgt_lang: str = "en",
-        train: str = "train",
-        val: str | None = "val",
-        test: str | None = "test",
+        src_lang: str | None = "de",
+        tgt_lang: str | None = "en",
+        train: Names = "train",
+        val: Names = "val",
+        test: Names = "test",
+        train_src: Names = None,
+        train_tgt: Names = None,
+        val_src: Names = None,
+        val_tgt: Names = None,
+        test_src: Names = None,
+        test_tgt: Names = None,
+        tsv: Names = None,
+        val_tsv: Names = None,
+        test_tsv: Names = None,
         val_fraction: float = 0.05,
         test_fraction: float = 0.0,
         tokenizer: str = "bpe",
@@ -68,6 +94,7 @@ class ParallelCorpusDataModule(L.LightningDataModule):
         empty_lines: str = "error",
         num_workers: int = 0,
         seed: int = 1337,
+        tiktoken_dir: str | None = None,
     ):
         super().__init__()
         for name, value in (("vocab_size", vocab_size), ("max_len", max_len), ("max_tokens", max_tokens)):
@@ -89,69 +116,127 @@ class ParallelCorpusDataModule(L.LightningDataModule):
         for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 <= frac < 1.0:
                 raise ValueError(f"data.{name} must be in [0, 1), got {frac}")
-        if val is None and val_fraction <= 0.0:
-            raise ValueError("data.val=null needs data.val_fraction > 0 to cut a validation split off train")
-        if src_lang == tgt_lang:
+        if src_lang is not None and src_lang == tgt_lang:
             raise ValueError(f"data.src_lang and data.tgt_lang are both {src_lang!r}: pick two languages")
-        self.data_dir, self.cache_root = Path(data_dir).expanduser(), Path(cache_dir).expanduser()
+        self.data_dir = None if data_dir is None else Path(data_dir).expanduser()
+        self.cache_root = Path(cache_dir).expanduser()
         self.src_lang, self.tgt_lang = src_lang, tgt_lang
-        self.prefixes = {"train": train, "val": val, "test": test}
-        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.prefixes = {"train": as_list(train), "val": as_list(val), "test": as_list(test)}
+        self.files = {
+            "train": (as_list(train_src), as_list(train_tgt)),
+            "val": (as_list(val_src), as_list(val_tgt)),
+            "test": (as_list(test_src), as_list(test_tgt)),
+        }
+        self.tsvs = {"train": as_list(tsv), "val": as_list(val_tsv), "test": as_list(test_tsv)}
+        for split, (srcs, tgts) in self.files.items():
+            if len(srcs) != len(tgts):
+                raise ValueError(
+                    f"data.{split}_src names {len(srcs)} file(s) but data.{split}_tgt {len(tgts)}: give one target "
+                    f"file per source file"
+                )
+        self.fractions = {"val": val_fraction, "test": test_fraction}
+        if not self.has_pairs("val") and val_fraction <= 0.0:
+            raise ValueError("data.val=null needs data.val_fraction > 0 to cut a validation split off train")
         self.tokenizer_name, self.bpe_vocab_size, self.min_frequency = tokenizer, vocab_size, min_frequency
+        self.tiktoken_dir = tiktoken_dir
         self.max_len, self.max_tokens = max_len, max_tokens
         self.val_max_tokens = val_max_tokens or max_tokens
         self.limit, self.empty_lines, self.num_workers, self.seed = limit, empty_lines, num_workers, seed
         self.tokenizer: PairTokenizer | None = None
-        self.splits: dict[str, Encoded] = {}
+        self.sets: dict[str, dict[str, Encoded]] = {}  # split -> {set name: pairs}; several test sets
+        self.splits: dict[str, Encoded] = {}  # split -> its (first) set: what the loaders read
 
-    # -- files
-    def path(self, split: str, lang: str) -> Path:
-        return self.data_dir / f"{self.prefixes[split]}.{lang}"
+    # -- where the pairs come from
+    def uses_layout(self, split: str) -> bool:
+        """Whether a split's pairs come from the <data_dir>/<prefix>.<lang> layout (no explicit files)."""
+        explicit = self.files[split][0] or self.tsvs[split]
+        return self.data_dir is not None and bool(self.prefixes[split]) and not explicit
 
-    def ensure_files(self) -> None:
-        """Check every needed file exists (subclasses download here)."""
-        for split, prefix in self.prefixes.items():
-            if prefix is None:
+    def has_pairs(self, split: str) -> bool:
+        return bool(self.files[split][0] or self.tsvs[split] or self.uses_layout(split))
+
+    def path(self, split: str, lang: str, prefix: str | None = None) -> Path:
+        assert self.data_dir is not None
+        return self.data_dir / f"{prefix or self.prefixes[split][0]}.{lang}"
+
+    def split_sources(self, split: str) -> list[PairSource]:
+        """The pair sources of a split ([]: none; val and test are then cut off the training pairs)."""
+        srcs, tgts = self.files[split]
+        fields = (f"data.{split}_src", f"data.{split}_tgt")
+        sources: list[PairSource] = [FilePair(Path(a), Path(b), Path(a).stem, fields) for a, b in zip(srcs, tgts)]
+        field = "data.tsv" if split == "train" else f"data.{split}_tsv"
+        sources += [TsvPairs(Path(t), Path(t).stem, field) for t in self.tsvs[split]]
+        if not sources and self.uses_layout(split):
+            self._check_languages(split)
+            for prefix in self.prefixes[split]:
+                src, tgt = self.path(split, self.src_lang, prefix), self.path(split, self.tgt_lang, prefix)
+                sources.append(FilePair(src, tgt, prefix, (f"data.{split}", f"data.{split}")))
+        if split == "train" and not sources:
+            raise ValueError(
+                "no training pairs: give data.train_src= and data.train_tgt= (one sentence a line), data.tsv= "
+                "(source<TAB>target), or data.data_dir= with <train>.<src_lang> / <train>.<tgt_lang> files"
+            )
+        return sources
+
+    def _check_languages(self, split: str) -> None:
+        if self.src_lang is None or self.tgt_lang is None:
+            raise ValueError(
+                f"data.src_lang and data.tgt_lang name the files {self.data_dir}/<prefix>.<lang> of data.{split}: "
+                f"set both (e.g. data.src_lang=de data.tgt_lang=en)"
+            )
+
+    def ensure_files(self, splits: Sequence[str] = SPLITS) -> None:
+        """Check every file of the prefix layout exists (subclasses download here)."""
+        for split in splits:
+            if not self.uses_layout(split):
                 continue
-            for lang in (self.src_lang, self.tgt_lang):
-                if not self.path(split, lang).is_file():
-                    self._missing(split, lang)
+            self._check_languages(split)
+            for prefix in self.prefixes[split]:
+                for lang in (self.src_lang, self.tgt_lang):
+                    if not self.path(split, lang, prefix).is_file():
+                        self._missing(split, lang, prefix)
 
-    def _missing(self, split: str, lang: str) -> None:
-        found = sorted({p.suffix[1:] for p in self.data_dir.glob(f"{self.prefixes[split]}.*")})
+    def _missing(self, split: str, lang: str, prefix: str) -> None:
+        found = sorted({p.suffix[1:] for p in self.data_dir.glob(f"{prefix}.*")})
         field = "data.src_lang" if lang == self.src_lang else "data.tgt_lang"
         raise FileNotFoundError(
-            f"{self.path(split, lang)} does not exist, so {field}={lang!r} has no {split} split here. "
-            f"Languages found for {self.data_dir / self.prefixes[split]}.*: {', '.join(found) or 'none'} "
+            f"{self.path(split, lang, prefix)} does not exist, so {field}={lang!r} has no {split} split here. "
+            f"Languages found for {self.data_dir / prefix}.*: {', '.join(found) or 'none'} "
             f"(set data.data_dir, data.{split} or the language pair)"
         )
 
-    def read_splits(self) -> dict[str, tuple[list[str], list[str]]]:
-        """The checked text pairs of every split (cut off train where a split has no files)."""
+    def read_splits(self, splits: Sequence[str] = SPLITS) -> dict[str, list[tuple[str, list[str], list[str]]]]:
+        """The checked text pairs of the asked splits, as (set name, sources, targets) lists; a split without
+        pairs of its own is cut off the training pairs (so train is read whenever one is)."""
+        cut = [s for s in ("val", "test") if not self.has_pairs(s) and self.fractions[s] > 0]
+        reading = [s for s in SPLITS if s in splits or (s == "train" and set(cut) & set(splits))]
+        self.ensure_files(reading)
         out = {}
-        for split, prefix in self.prefixes.items():
-            if prefix is not None:
-                src_path, tgt_path = self.path(split, self.src_lang), self.path(split, self.tgt_lang)
-                out[split] = read_pairs(src_path, tgt_path, empty_lines=self.empty_lines)
-        src, tgt = out["train"]
-        rng = np.random.default_rng(self.seed)
-        perm = rng.permutation(len(src)).tolist()
-        for split, frac in (("val", self.val_fraction), ("test", self.test_fraction)):
-            if self.prefixes[split] is None and frac > 0:
-                n = max(1, int(round(len(src) * frac)))
+        for split in reading:
+            sets = [(src.name, *src.read(self.empty_lines)) for src in self.split_sources(split)]
+            if split in ("train", "val") and len(sets) > 1:  # one training and one validation set: concatenated
+                sets = [(split, [s for _, a, _ in sets for s in a], [t for _, _, b in sets for t in b])]
+            if sets:
+                out[split] = _unique_names(sets)
+        if "train" in out:
+            _, src, tgt = out["train"][0]
+            perm = np.random.default_rng(self.seed).permutation(len(src)).tolist()
+            for split in cut:
+                n = max(1, int(round(len(src) * self.fractions[split])))
                 take, perm = sorted(perm[:n]), perm[n:]
-                out[split] = ([src[i] for i in take], [tgt[i] for i in take])
-        if len(perm) < len(src):
-            keep = sorted(perm)
-            out["train"] = ([src[i] for i in keep], [tgt[i] for i in keep])
+                if split in splits:
+                    out[split] = [(split, [src[i] for i in take], [tgt[i] for i in take])]
+            if len(perm) < len(src):
+                keep = sorted(perm)
+                out["train"] = [("train", [src[i] for i in keep], [tgt[i] for i in keep])]
         if self.limit is not None:
-            out = {k: (s[: self.limit], t[: self.limit]) for k, (s, t) in out.items()}
-        if not out["train"][0]:
-            raise ValueError(f"no training pairs left in {self.path('train', self.src_lang)}")
+            out = {k: [(n, s[: self.limit], t[: self.limit]) for n, s, t in sets] for k, sets in out.items()}
+        if "train" in out and not out["train"][0][1]:
+            raise ValueError("no training pairs left after cutting off val/test: give more pairs or smaller fractions")
         return out
 
     # -- tokenizer
-    def _tokenizer_path(self, train: tuple[list[str], list[str]]) -> Path:
+    def _tokenizer_path(self, train: Texts) -> Path:
         h = hashlib.md5()
         for side in train:
             for line in side:
@@ -159,10 +244,9 @@ class ParallelCorpusDataModule(L.LightningDataModule):
         key = f"{h.hexdigest()[:12]}-bpe{self.bpe_vocab_size}-min{self.min_frequency}"
         return self.cache_root / "translation" / key / "tokenizer.json"
 
-    def _load_or_train_tokenizer(self, train: tuple[list[str], list[str]]) -> PairTokenizer:
+    def _load_or_train_tokenizer(self, train: Texts) -> PairTokenizer:
         if self.tokenizer_name == "gpt2":
-            default_tiktoken_cache(self.data_dir.parent)
-            default_tiktoken_cache(self.data_dir)
+            default_tiktoken_cache(self.tiktoken_dir)
             return GPT2PairTokenizer("gpt2")
         path = self._tokenizer_path(train)
         if path.is_file():
@@ -173,27 +257,39 @@ class ParallelCorpusDataModule(L.LightningDataModule):
         atomic_write(path, lambda tmp: tmp.write_text(json.dumps(tok.state_dict()), encoding="utf-8"))
         return tok
 
+    def use_tokenizer(self, tokenizer: PairTokenizer) -> None:
+        """Tokenize with this tokenizer (a checkpoint's) instead of learning one: the training pairs are then
+        read only when a split must be cut off them."""
+        self.tokenizer = tokenizer
+
     # -- Lightning hooks
     def prepare_data(self) -> None:
         """Find (or download) the files and learn the tokenizer once, into the cache."""
         self.ensure_files()
-        self._load_or_train_tokenizer(self.read_splits()["train"])
+        _, src, tgt = self.read_splits(["train"])["train"][0]
+        self._load_or_train_tokenizer((src, tgt))
 
     def setup(self, stage: str | None = None) -> None:
-        if self.tokenizer is not None:
+        """Read and tokenize the splits of a stage (fit and None: all of them; validate: val; test: test)."""
+        wanted = [s for s in STAGE_SPLITS.get(stage, SPLITS) if s not in self.sets]
+        if not wanted:
             return
-        self.ensure_files()
-        texts = self.read_splits()
-        self.tokenizer = self._load_or_train_tokenizer(texts["train"])
-        self.splits = {
-            split: encode_split(self.tokenizer, src, tgt, self.max_len, split=split)
-            for split, (src, tgt) in texts.items()
-        }
+        texts = self.read_splits(wanted if self.tokenizer is not None else ["train", *wanted])
+        if self.tokenizer is None:
+            _, src, tgt = texts["train"][0]
+            self.tokenizer = self._load_or_train_tokenizer((src, tgt))
+        for split in wanted:
+            self.sets[split] = {
+                name: encode_split(self.tokenizer, src, tgt, self.max_len, split=split if name == split else name)
+                for name, src, tgt in texts.get(split, [])
+            }
+            if self.sets[split]:
+                self.splits[split] = next(iter(self.sets[split].values()))
         log.info(
             "%s->%s pairs: %s; vocabulary %d",
-            self.src_lang,
-            self.tgt_lang,
-            ", ".join(f"{k} {len(v)}" for k, v in self.splits.items()),
+            self.src_lang or "source",
+            self.tgt_lang or "target",
+            ", ".join(f"{name} {len(v)}" for sets in self.sets.values() for name, v in sets.items()),
             self.tokenizer.vocab_size,
         )
 
@@ -210,9 +306,14 @@ class ParallelCorpusDataModule(L.LightningDataModule):
     def _loader(self, split: str, *, shuffle: bool, max_tokens: int) -> DataLoader:
         if split not in self.splits:
             raise ValueError(
-                f"this corpus has no {split} split: give data.{split} (a file prefix) or data.{split}_fraction > 0"
+                f"this corpus has no {split} split: give data.{split}_src/_tgt, data.{split}_tsv, data.{split} "
+                f"(a file prefix) or data.{split}_fraction > 0"
             )
-        data, tok = self.splits[split], self.tokenizer
+        return self.loader(self.splits[split], shuffle=shuffle, max_tokens=max_tokens)
+
+    def loader(self, data: Encoded, *, shuffle: bool, max_tokens: int) -> DataLoader:
+        """Token-budget batches of one set of pairs."""
+        tok = self.tokenizer
         dataset = PairDataset(data, tok.eos_id)
         sampler = TokenBudgetBatchSampler(*dataset.lengths(), max_tokens, shuffle=shuffle, seed=self.seed)
         return DataLoader(
@@ -231,3 +332,13 @@ class ParallelCorpusDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False, max_tokens=self.val_max_tokens)
+
+
+def _unique_names(sets: list[tuple[str, list[str], list[str]]]) -> list[tuple[str, list[str], list[str]]]:
+    """Set names made unique (two test files named alike: name, name_2, ...)."""
+    seen: dict[str, int] = {}
+    out = []
+    for name, src, tgt in sets:
+        seen[name] = seen.get(name, 0) + 1
+        out.append((name if seen[name] == 1 else f"{name}_{seen[name]}", src, tgt))
+    return out

@@ -9,11 +9,13 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from datamodules.sharding import rank_and_world
+from datamodules.token_cache import read_meta
 
 
 def load_tokens(path: str | Path) -> np.ndarray:
-    """A token file written by the data modules: a flat, memory-mapped uint16 array."""
-    return np.memmap(path, dtype=np.uint16, mode="r")
+    """A token file written by the data modules: a flat, memory-mapped array of the dtype its meta.json
+    names (uint16 or uint32; uint16 for a bare file)."""
+    return np.memmap(path, dtype=read_meta(path).get("dtype", "uint16"), mode="r")
 
 
 class RandomWindows(IterableDataset):
@@ -60,13 +62,14 @@ class EvalWindows(Dataset):
                 f"lower data.block_size or enlarge the split"
             )
         self.n_targets = n - 1
-        self.starts = list(range(0, self.n_targets - block_size + 1, block_size))
-        covered = self.starts[-1] + block_size
+        starts = np.arange(0, self.n_targets - block_size + 1, block_size)  # an array: splits may be huge
+        covered = int(starts[-1]) + block_size
         self.tail_overlap = 0
         if covered < self.n_targets:
             last = self.n_targets - block_size
             self.tail_overlap = covered - last
-            self.starts.append(last)
+            starts = np.append(starts, last)
+        self.starts = starts
         self._data: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -75,7 +78,7 @@ class EvalWindows(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._data is None:
             self._data = load_tokens(self.path)
-        s, t = self.starts[i], self.block_size
+        s, t = int(self.starts[i]), self.block_size
         chunk = torch.from_numpy(self._data[s : s + t + 1].astype(np.int64))
         x, y = chunk[:-1], chunk[1:].clone()
         if i == len(self.starts) - 1 and self.tail_overlap:

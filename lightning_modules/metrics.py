@@ -1,4 +1,4 @@
-"""Scores of generated text: word accuracy (share of words found in the training text) and corpus BLEU."""
+"""Scores of generated text: word accuracy (share of words found in the training text), corpus BLEU and chrF."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from collections.abc import Iterable
 import numpy as np
 
 WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
+# Word accuracy's vocabulary comes from at most this much of the training text (corpora may be of any size).
+VOCAB_TEXT_TOKENS = 2_000_000  # all of Tiny Shakespeare (1M characters); bounded memory for any corpus
 
 
 def words(text: str) -> list[str]:
@@ -47,3 +49,12 @@ def corpus_bleu(hypotheses: list[str], references: list[str]):
     bleu = BLEU()
     score = bleu.corpus_score(hypotheses, [references])
     return score, str(bleu.get_signature())
+
+
+def corpus_chrf(hypotheses: list[str], references: list[str]):
+    """sacreBLEU's corpus chrF (character 6-grams, beta 2) on detokenized text: (CHRFScore, signature string)."""
+    from sacrebleu.metrics import CHRF
+
+    chrf = CHRF()
+    score = chrf.corpus_score(hypotheses, [references])
+    return score, str(chrf.get_signature())

@@ -30,9 +30,13 @@ def check_family(ckpt: dict, family: str, *, field: str = "ckpt_path", path: str
         raise ValueError(f"{field}={path} holds a {found} model, but this needs a {family} checkpoint")
 
 
-def load_module(path: str | Path, family: str, *, field: str = "ckpt_path", device: str = "cpu") -> L.LightningModule:
-    """Rebuild the model (and its tokenizer) from the hyperparameters saved in the checkpoint."""
+def load_module(
+    path: str | Path, family: str | None, *, field: str = "ckpt_path", device: str = "cpu"
+) -> L.LightningModule:
+    """Rebuild the model (and its tokenizer) from the hyperparameters saved in the checkpoint; family None takes
+    whichever family the checkpoint holds."""
     ckpt = read_checkpoint(path, field=field)
+    family = family or ckpt["tformer_family"]
     check_family(ckpt, family, field=field, path=str(path))
     hparams = dict(ckpt["hyper_parameters"])
     hparams["compile"] = False

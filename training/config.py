@@ -62,7 +62,14 @@ def run_suffix() -> str:
 
 
 def register_resolvers() -> None:
-    resolvers = (("auto_precision", auto_precision), ("wandb_offline", wandb_offline), ("rank_zero", rank_zero))
+    from datamodules.files import corpus_name  # data configs name runs after their corpus
+
+    resolvers = (
+        ("auto_precision", auto_precision),
+        ("wandb_offline", wandb_offline),
+        ("rank_zero", rank_zero),
+        ("corpus_name", corpus_name),
+    )
     for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

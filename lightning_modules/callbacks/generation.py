@@ -14,7 +14,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning_modules.callbacks.best import use_best_weights
 from lightning_modules.callbacks.measure import log_metrics
 from lightning_modules.callbacks.samples import SamplingCallback
-from lightning_modules.metrics import complete_words, percentile, vocabulary, word_accuracy, words
+from lightning_modules.metrics import VOCAB_TEXT_TOKENS, complete_words, percentile, vocabulary, word_accuracy, words
 
 
 def _training_text(trainer: L.Trainer) -> str | None:
@@ -22,7 +22,7 @@ def _training_text(trainer: L.Trainer) -> str | None:
     tokens, tokenizer = getattr(dm, "train_tokens", None), getattr(dm, "tokenizer", None)
     if tokens is None or tokenizer is None:
         return None
-    return tokenizer.decode(np.asarray(tokens).astype(np.int64).tolist())
+    return tokenizer.decode(np.asarray(tokens[:VOCAB_TEXT_TOKENS]).astype(np.int64).tolist())
 
 
 class GenerationMetrics(SamplingCallback):

@@ -100,8 +100,10 @@ def test_split_is_nanogpt_90_10(char_dm):
 
 
 def test_caches_go_to_cache_dir_not_data_dir(char_dm, data_dir):
-    cache = char_dm._cache_dir()
-    assert {p.name for p in cache.iterdir()} == {"train.bin", "val.bin", "meta.json"}
+    for split in ("train", "val"):
+        cache = char_dm.tokens_path(split).parent
+        assert cache.parent.parent == char_dm.cache_root
+        assert {p.name for p in cache.iterdir()} == {"tokens.bin", "meta.json"}
     assert not any(p.suffix == ".bin" for p in data_dir.iterdir())
 
 

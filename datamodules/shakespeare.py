@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from datamodules.files import atomic_write, fetch, md5sum
 from datamodules.text_tokenizers import CharTokenizer, TiktokenTokenizer, build_tokenizer, default_tiktoken_cache
-from datamodules.windows import EvalWindows, RandomWindows, load_tokens
+from datamodules.windows import EvalWindows, RandomWindows, batches_drawn, load_tokens
 
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SIZE = 1_115_394
@@ -113,9 +113,12 @@ class ShakespeareDataModule(L.LightningDataModule):
             )
 
     def train_dataloader(self) -> DataLoader:
-        step = self.trainer.global_step if self.trainer is not None else 0
         dataset = RandomWindows(
-            self._cache_dir() / "train.bin", self.block_size, self.batch_size, seed=self.seed, start_step=step
+            self._cache_dir() / "train.bin",
+            self.block_size,
+            self.batch_size,
+            seed=self.seed,
+            start_batch=batches_drawn(self.trainer),
         )
         return DataLoader(dataset, batch_size=None, num_workers=self.num_workers, pin_memory=torch.cuda.is_available())
 

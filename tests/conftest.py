@@ -44,6 +44,7 @@ if all((TIKTOKEN_DIR / f).is_file() for f in GPT2_BPE_FILES):
     os.environ["TIKTOKEN_CACHE_DIR"] = str(TIKTOKEN_DIR)
 else:  # an empty value would make tiktoken ignore its cache; unset, the gpt2_bpe fixture skips
     os.environ.pop("TIKTOKEN_CACHE_DIR", None)
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(CACHE_DIR / "inductor"))  # compile=true runs: warm after once
 os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(OFFLINE), os.environ.get("PYTHONPATH")) if p)

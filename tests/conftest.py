@@ -21,6 +21,7 @@ OFFLINE = ROOT / "tests" / "offline"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from datamodules.corpora import GPT2_BPE  # noqa: E402
 from tests.corpora import write_corpora  # noqa: E402
 from tests.offline import network_guard  # noqa: E402
 
@@ -34,7 +35,7 @@ def _real_data_dir() -> Path:
 
 
 REAL_DATA_DIR = _real_data_dir()
-GPT2_BPE_FILES = ("6d1cbeee0f20b3d9449abfede4726ed8212e3aee", "6c7ea1a7e38e3a7f062df639a5b80947f075ffe6")
+GPT2_BPE_FILES = tuple(GPT2_BPE)  # tiktoken's cache names of GPT-2's vocab.bpe and encoder.json
 TIKTOKEN_DIR = Path(os.environ.get("TIKTOKEN_CACHE_DIR") or REAL_DATA_DIR / "tiktoken")
 CACHE_DIR = Path(os.environ.setdefault("TFORMER_CACHE_DIR", str(ROOT / ".cache" / "tests")))
 CORPORA = write_corpora(CACHE_DIR / "corpora")
@@ -114,3 +115,10 @@ def parallel_datamodule(root: Path, cache: Path, **kw):
     dm.prepare_data()
     dm.setup("fit")
     return dm
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that start processes (the run_script fixture) must be marked slow, so that `make test-fast` skips them."""
+    unmarked = [i.nodeid for i in items if "run_script" in i.fixturenames and not i.get_closest_marker("slow")]
+    if unmarked:
+        raise pytest.UsageError(f"mark these @pytest.mark.slow (they run entry points as subprocesses): {unmarked}")

@@ -76,8 +76,15 @@ def fetch_gpt2_bpe(data_dir: Path) -> None:
 
     cache = data_dir / "tiktoken"
     cache.mkdir(parents=True, exist_ok=True)
+    before = os.environ.get("TIKTOKEN_CACHE_DIR")
     os.environ["TIKTOKEN_CACHE_DIR"] = str(cache.resolve())
-    TiktokenTokenizer("gpt2")  # tiktoken downloads missing files into its cache and checks their sha256
+    try:
+        TiktokenTokenizer("gpt2")  # tiktoken downloads missing files into its cache and checks their sha256
+    finally:
+        if before is None:
+            os.environ.pop("TIKTOKEN_CACHE_DIR")
+        else:
+            os.environ["TIKTOKEN_CACHE_DIR"] = before
 
 
 CORPORA: dict[str, tuple[Callable[[Path], None], Callable[[Path], list[str]]]] = {

@@ -118,7 +118,7 @@ def test_sequence_longer_than_context_raises(model):
         model(torch.zeros(1, 17, dtype=torch.long))
 
 
-def test_overfitting_one_batch_drives_loss_near_zero():
+def test_overfitting_one_batch_drives_loss_near_zero(one_thread):
     torch.manual_seed(0)
     m = GPT(tiny(n_layer=2, n_embd=64, n_head=4))
     opt = torch.optim.AdamW(m.parameters(), lr=3e-3)

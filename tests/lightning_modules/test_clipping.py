@@ -20,7 +20,7 @@ TOKENIZER = {"kind": "char", "chars": "abcdefghij\n"}
 BETA1 = 0.9
 SCALE = 2.0**10  # the emulated GradScaler's loss scale (CUDA's default is 2**16)
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CPU emulates the GradScaler path)")
 
 
 class GradNorm(L.Callback):
@@ -62,10 +62,11 @@ def applied_norm(optimizer: torch.optim.Optimizer) -> float:
 def fit_one_step(grad_clip: float, *, fused: bool = False, **trainer_kw) -> tuple[GPTLitModule, L.Trainer, float]:
     m = module(grad_clip)
     norms = GradNorm()
-    trainer = L.Trainer(
-        accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0, callbacks=[norms], **trainer_kw,
-    )  # fmt: skip
+    trainer = L.Trainer(**{
+        "accelerator": "cpu", "max_steps": 1, "logger": False, "enable_checkpointing": False,
+        "enable_progress_bar": False, "enable_model_summary": False, "limit_val_batches": 0, "callbacks": [norms],
+        **trainer_kw,
+    })  # fmt: skip
     loader = torch.utils.data.DataLoader([batch()], batch_size=None)
     if fused:  # the optimizer the project picks on CUDA: fused AdamW (which runs on CPU too)
         make = base.make_adamw
@@ -91,8 +92,9 @@ def fp16_scaler() -> MixedPrecision:
         dict(precision="bf16-mixed"),
         dict(plugins=[fp16_scaler()]),
         dict(plugins=[fp16_scaler()], fused=True),
+        pytest.param(dict(accelerator="cuda", precision="16-mixed"), marks=CUDA),  # the real thing: fused AdamW
     ],
-    ids=["fp32", "bf16-mixed", "16-mixed", "16-mixed-fused-adamw"],
+    ids=["fp32", "bf16-mixed", "16-mixed", "16-mixed-fused-adamw", "cuda-16-mixed"],
 )
 def test_a_step_that_must_clip_applies_exactly_grad_clip(setup):
     reference = unclipped_norm()
@@ -104,6 +106,8 @@ def test_a_step_that_must_clip_applies_exactly_grad_clip(setup):
     optimizer = trainer.optimizers[0]
     if "plugins" in setup:
         assert trainer.precision_plugin.scaler.get_scale() == SCALE  # no overflow: the step was taken
+    if setup.get("accelerator") == "cuda":
+        assert trainer.optimizers[0].defaults["fused"] is True  # make_adamw's choice on CUDA
     assert applied_norm(optimizer) == pytest.approx(clip, rel=1e-4)
     tol = 1e-5 if setup.get("precision") == "32-true" else 5e-2  # half-precision forward passes
     assert logged == pytest.approx(reference, rel=tol)  # the true norm, not the loss-scaled one (x SCALE)

@@ -69,6 +69,13 @@ def shakespeare_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def data_dir(shakespeare_dir) -> Path:
+    """The earlier name of `shakespeare_dir` (the real corpora's folder). Tests that only need some text or
+    parallel data use `corpora` instead, and run anywhere."""
+    return shakespeare_dir
+
+
+@pytest.fixture(scope="session")
 def multi30k_dir() -> Path:
     """The real Multi30k files (skips without them)."""
     root = REAL_DATA_DIR / "multi30k"

@@ -1,13 +1,16 @@
-# make install | make train | make test | make lint
+# make install | make data | make train | make test | make test-fast | make lint
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # On machines that keep a local CPU wheel of torch (as this project's CI does), use it.
 TORCH_SPEC := $(if $(wildcard /opt/wheels/torch-2.13.0*),torch==2.13.0,torch>=2.4)
 UV_FLAGS := --compile-bytecode $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 export DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(CURDIR)/data)
-export TIKTOKEN_CACHE_DIR ?= $(if $(wildcard $(DATA_DIR)/tiktoken),$(DATA_DIR)/tiktoken,)
+# Only when the folder exists: tiktoken reads an empty TIKTOKEN_CACHE_DIR as "do not cache".
+ifneq ($(wildcard $(DATA_DIR)/tiktoken),)
+export TIKTOKEN_CACHE_DIR ?= $(DATA_DIR)/tiktoken
+endif
 
-.PHONY: install train train-cpu test test-all lint
+.PHONY: install data train train-cpu test test-fast lint
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,14 +20,20 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+data: install           ## fetch (if missing) and check every corpus into DATA_DIR: Tiny Shakespeare, Multi30k, GPT-2 BPE
+	$(PY) -m datamodules.corpora "$(DATA_DIR)"
+
 train: install          ## the main job (override with ARGS="model=gpt2 trainer=ddp")
 	$(PY) train.py $(ARGS)
 
 train-cpu: install      ## the 2-core CPU recipe (~5 min)
 	$(PY) train.py experiment=shakespeare_char_cpu $(ARGS)
 
-test: install           ## the whole suite CI runs
+test: install           ## the whole suite CI runs (tests needing a real corpus skip without it: make data)
 	$(PY) -m pytest -q $(ARGS)
+
+test-fast: install      ## the unit tests: everything but the end-to-end subprocess runs (marked slow)
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -32,7 +32,7 @@ from datamodules.text_tokenizers import (
     tiktoken_encodings,
 )
 from datamodules.token_cache import char_slice, digest, safe_pieces, write_tokens
-from datamodules.windows import EvalWindows, RandomWindows, load_tokens
+from datamodules.windows import EvalWindows, RandomWindows, batches_drawn, load_tokens
 
 log = logging.getLogger(__name__)
 
@@ -238,10 +238,10 @@ class TextDataModule(L.LightningDataModule):
         return self.tokenizer.vocab_size
 
     def train_dataloader(self) -> DataLoader:
-        step = self.trainer.global_step if self.trainer is not None else 0
-        dataset = RandomWindows(
-            self.tokens_path("train"), self.block_size, self.batch_size, seed=self.seed, start_step=step
-        )
+        dataset = RandomWindows(  # a resumed run draws the windows the uninterrupted run draws from here on
+            self.tokens_path("train"), self.block_size, self.batch_size, seed=self.seed,
+            start_batch=batches_drawn(self.trainer),
+        )  # fmt: skip
         return DataLoader(dataset, batch_size=None, num_workers=self.num_workers, pin_memory=torch.cuda.is_available())
 
     def val_dataloader(self) -> DataLoader:

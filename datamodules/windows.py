@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +22,16 @@ def load_tokens(path: str | Path) -> np.ndarray:
 class RandomWindows(IterableDataset):
     """An endless stream of (x, y) batches of random windows, y = x shifted by one (nanoGPT's get_batch).
 
-    Each (rank, worker) draws from its own seeded generator, so DDP ranks and loader workers see
-    different windows; `start_step` reseeds a resumed run so it does not replay the first batches.
+    Batch number b (counted from the start of training) is drawn from a generator seeded by (seed, rank, b):
+    DDP ranks see different windows, the stream is the same for any number of loader workers (worker w of W
+    draws batches w, w + W, ... and the DataLoader interleaves them in order), and a run resumed after
+    `start_batch` batches draws exactly the windows the uninterrupted run draws from there on.
     Yields whole batches (B, T): use it with DataLoader(batch_size=None).
     """
 
-    def __init__(self, path: str | Path, block_size: int, batch_size: int, *, seed: int = 0, start_step: int = 0):
+    def __init__(self, path: str | Path, block_size: int, batch_size: int, *, seed: int = 0, start_batch: int = 0):
         self.path, self.block_size, self.batch_size = Path(path), block_size, batch_size
-        self.seed, self.start_step = seed, start_step
+        self.seed, self.start_batch = seed, start_batch
         n = len(load_tokens(self.path))
         if n <= block_size:
             raise ValueError(f"data.block_size={block_size} needs more than {n} training tokens")
@@ -37,13 +40,18 @@ class RandomWindows(IterableDataset):
         data = load_tokens(self.path)
         rank, _ = rank_and_world()
         worker = get_worker_info()
-        rng = np.random.default_rng([self.seed, rank, worker.id if worker else 0, self.start_step])
+        first, stride = (worker.id, worker.num_workers) if worker else (0, 1)
         t = self.block_size
         offsets = np.arange(t + 1)
-        while True:
-            starts = rng.integers(0, len(data) - t, size=self.batch_size)
+        for b in itertools.count(self.start_batch + first, stride):
+            starts = np.random.default_rng([self.seed, rank, b]).integers(0, len(data) - t, size=self.batch_size)
             chunk = torch.from_numpy(data[starts[:, None] + offsets].astype(np.int64))  # (B, T + 1)
             yield chunk[:, :-1], chunk[:, 1:]
+
+
+def batches_drawn(trainer) -> int:
+    """Training batches a (resumed) Lightning trainer has consumed: optimizer steps x accumulate_grad_batches."""
+    return trainer.global_step * trainer.accumulate_grad_batches if trainer is not None else 0
 
 
 class EvalWindows(Dataset):

@@ -29,7 +29,7 @@ class GPTLitModule(TformerModule):
         self.tokenizer = build_tokenizer(tokenizer)
         self.val_loss = MeanMetric()
         # A compiled view that is not a registered submodule: checkpoints keep plain parameter names.
-        self._forward = torch.compile(self.model) if compile else self.model
+        object.__setattr__(self, "_forward", torch.compile(self.model) if compile else self.model)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         return self._forward(idx, targets)
@@ -37,8 +37,7 @@ class GPTLitModule(TformerModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         _, loss = self(x, y)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=x.size(0))
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        self.log_step("train/loss", loss, prog_bar=True)  # train/lr and train/grad_norm: TformerModule
         return loss
 
     def validation_step(self, batch, batch_idx):

@@ -98,11 +98,31 @@ def inverse_sqrt_factor(step: int, *, warmup: int) -> float:
 SCHEDULES = {"cosine", "constant", "inverse_sqrt"}
 
 
-def lr_lambda(cfg: OptimConfig, total_steps: int):
+@dataclass
+class Schedule:
+    """The LR multiplier of each optimizer step (LambdaLR's lr_lambda).
+
+    A callable object rather than a closure: LambdaLR saves the fields of such objects with its state, so a
+    resumed run continues the schedule it was started with (its kind, warmup and length), whatever
+    trainer.max_steps the resumed run is given.
+    """
+
+    kind: str  # cosine | constant | inverse_sqrt
+    warmup: int
+    total: int  # cosine: the step where the decay reaches min_ratio
+    min_ratio: float
+
+    def __call__(self, step: int) -> float:
+        if self.kind == "cosine":
+            return cosine_factor(step, warmup=self.warmup, total=self.total, min_ratio=self.min_ratio)
+        if self.kind == "inverse_sqrt":
+            return inverse_sqrt_factor(step, warmup=self.warmup)
+        return min(1.0, (step + 1) / (self.warmup + 1))
+
+    def describe(self) -> str:
+        return f"{self.kind}, warmup {self.warmup}, decay over {self.total} steps to {self.min_ratio:g} x lr"
+
+
+def lr_lambda(cfg: OptimConfig, total_steps: int) -> Schedule:
     """Multiplier of cfg.lr as a function of the optimizer step (for LambdaLR)."""
-    total = cfg.decay_steps or total_steps
-    if cfg.schedule == "cosine":
-        return lambda s: cosine_factor(s, warmup=cfg.warmup_steps, total=total, min_ratio=cfg.min_lr / cfg.lr)
-    if cfg.schedule == "inverse_sqrt":
-        return lambda s: inverse_sqrt_factor(s, warmup=cfg.warmup_steps)
-    return lambda s: min(1.0, (s + 1) / (cfg.warmup_steps + 1))
+    return Schedule(cfg.schedule, cfg.warmup_steps, cfg.decay_steps or total_steps, cfg.min_lr / cfg.lr)

@@ -85,7 +85,8 @@ class Seq2SeqLitModule(TformerModule):
         self.val_loss = MeanMetric()
         self._outputs: list[tuple[int, str, str, str]] = []  # (idx, source, reference, hypothesis)
         self._signature_logged = False
-        self._forward = torch.compile(self.model) if compile else self.model
+        # A compiled view that is not a registered submodule: checkpoints keep plain parameter names.
+        object.__setattr__(self, "_forward", torch.compile(self.model) if compile else self.model)
 
     # -- training
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
@@ -103,10 +104,8 @@ class Seq2SeqLitModule(TformerModule):
     def training_step(self, batch, batch_idx):
         logits = self(batch["src"], batch["tgt_in"])
         loss = self._loss(logits, batch["tgt_out"], self.hparams.label_smoothing)
-        n = batch["src"].size(0)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=n)
-        self.log("train/tokens", batch["tgt_out"].ne(self.pad_id).sum().float(), on_step=True, batch_size=n)
+        self.log_step("train/loss", loss, prog_bar=True)  # train/lr and train/grad_norm: TformerModule
+        self.log_step("train/tokens", batch["tgt_out"].ne(self.pad_id).sum(), reduce="sum")
         return loss
 
     # -- decoding

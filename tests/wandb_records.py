@@ -61,3 +61,15 @@ def summarize(path: str | Path) -> dict:
                 {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
             )
     return {"config": config, "history": history, "run": run}
+
+
+def run_info(run_dir: str | Path) -> dict:
+    """group, name, tags and exit code of the one offline W&B run under run_dir (a train.py output dir)."""
+    (run_file,) = Path(run_dir).glob("wandb/offline-run-*/run-*.wandb")
+    info: dict = {"exit_code": None}
+    for r in read_records(run_file):
+        if r.HasField("run"):
+            info.update(group=r.run.run_group, name=r.run.display_name, tags=list(r.run.tags))
+        elif r.HasField("exit"):
+            info["exit_code"] = r.exit.exit_code
+    return info

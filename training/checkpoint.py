@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from lightning_modules.checkpoint_format import check_format
 from training.families import module_for_family
 
 
@@ -21,6 +22,7 @@ def read_checkpoint(path: str | Path, *, field: str = "ckpt_path") -> dict:
         raise ValueError(f"{field}={path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "tformer_family" not in ckpt:
         raise ValueError(f"{field}={path} is not a tformer-lab checkpoint (written by train.py)")
+    check_format(ckpt, field=field, path=str(path))
     return ckpt
 
 

@@ -8,12 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from analysis.plots import PLOTS
+from analysis.plots import PLOTS, write_plots
 from analysis.report import make_report
-from analysis.runs import find_runs
+from analysis.runs import find_runs, load_runs
+from tests.figures import assert_figures
+
+GENERATION = {"samples": [{"time": 0.5, "word_accuracy": 0.75}, {"time": 0.7, "word_accuracy": 0.5}],
+              "summary": {"time_mean": 0.6, "word_accuracy": 0.625}, "settings": {"num_words": 4}}  # fmt: skip
 
 
-def make_run(root: Path, name: str, *, n_layer: int, val: list[float] | None, measure: bool = True) -> Path:
+def make_run(
+    root: Path, name: str, *, n_layer: int, val: list[float] | None, measure: bool = True, generation: bool = False
+) -> Path:
     run = root / name
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "overrides.yaml").write_text(f"- model=gpt_nano\n- model.n_layer={n_layer}\n")
@@ -34,12 +40,14 @@ def make_run(root: Path, name: str, *, n_layer: int, val: list[float] | None, me
             json.dumps({"params": 1234 * n_layer, "total_time": 9.5, "peak_memory_mb": 400.0, "step_time": 0.25,
                         "estimated_memory_mb": 1.5, "memory_kind": "process_peak_rss", "memory_at_start_mb": 380.0})
         )  # fmt: skip
+    if generation:
+        (run / "generation.json").write_text(json.dumps(GENERATION))
     return run
 
 
 def test_report_table_and_plots(tmp_path, monkeypatch):
     sweep = tmp_path / "multirun"
-    make_run(sweep, "0", n_layer=1, val=[3.0, 2.5, 2.75])
+    make_run(sweep, "0", n_layer=1, val=[3.0, 2.5, 2.75], generation=True)
     make_run(sweep, "1", n_layer=2, val=[3.1, 2.2], measure=False)
     make_run(sweep, "2", n_layer=3, val=None, measure=False)
     (sweep / "1" / "wandb" / "run-x" / "files").mkdir(parents=True)  # W&B's own config.yaml is no run
@@ -50,8 +58,7 @@ def test_report_table_and_plots(tmp_path, monkeypatch):
     result = make_report([sweep], wandb_mode="on")
     out = sweep / "report"
     assert result["out"] == out
-    for name in PLOTS:
-        assert (out / name).stat().st_size > 1000
+    assert_figures(out)
     with open(out / "summary.csv", newline="") as f:
         rows = {r["path"].rsplit("/", 1)[-1]: r for r in csv.DictReader(f)}
     assert float(rows["0"]["best_val_loss"]) == 2.5
@@ -60,7 +67,7 @@ def test_report_table_and_plots(tmp_path, monkeypatch):
     assert rows["0"]["step_time"] == "0.25"
     assert float(rows["1"]["step_time"]) == pytest.approx(1.0)  # no measure.json: median of the CSV column
     assert rows["1"]["params"] == str(2 * (12 * 32 * 32 + 2 * 32) + 32 + 65 * 32 + 32 * 32)  # from the sizes
-    assert rows["0"]["status"] == "incomplete: no generation.json"
+    assert rows["0"]["status"] == "ok" and rows["0"]["word_accuracy"] == "0.625"
     assert rows["1"]["status"].startswith("incomplete")
     assert rows["2"]["status"].startswith("failed") and "no csv/metrics.csv" in rows["2"]["status"]
     assert rows["0"]["run"] == "0: n_layer=1"
@@ -77,3 +84,29 @@ def test_report_refuses_paths_without_runs(tmp_path):
         find_runs([tmp_path])
     with pytest.raises(FileNotFoundError, match="is not a directory"):
         find_runs([tmp_path / "missing"])
+
+
+def test_each_figure_plots_the_runs_numbers(tmp_path):
+    sweep = tmp_path / "multirun"
+    make_run(sweep, "0", n_layer=1, val=[3.0, 2.5, 2.75], generation=True)
+    make_run(sweep, "1", n_layer=2, val=[3.1, 2.2], measure=False)
+    make_run(sweep, "2", n_layer=3, val=None, measure=False)  # failed: in no figure
+    (tmp_path / "out").mkdir()
+    drawn = {path.name: data for path, data in write_plots(load_runs([sweep]), tmp_path / "out").items()}
+    assert set(drawn) == set(PLOTS)
+    a, b = "0: n_layer=1", "1: n_layer=2"
+    params_b = 2 * (12 * 32 * 32 + 2 * 32) + 32 + 65 * 32 + 32 * 32  # from its sizes (no measure.json)
+    assert drawn == {
+        "loss_curves.png": {  # one point per logged step
+            f"train/loss {a}": [(0, 4.0), (1, 3.9), (2, 3.8)],
+            f"val/loss {a}": [(0, 3.0), (1, 2.5), (2, 2.75)],
+            f"train/loss {b}": [(0, 4.0), (1, 3.9)],
+            f"val/loss {b}": [(0, 3.1), (1, 2.2)],
+        },
+        "val_loss_vs_params.png": {a: [(1234, 2.5)], b: [(params_b, 2.2)]},  # the best val loss of each run
+        "times.png": {f"step_time {a}": [0.25], f"step_time {b}": [1.0], f"total_time {a}": [9.5]},
+        "inference_time.png": {a: [0.5, 0.7]},  # every sample's time
+        "word_accuracy.png": {a: [0.625, 0.75, 0.5]},  # pooled, then each sample's
+        "memory.png": {a: [1.5, 400.0, 380.0]},  # estimated, measured peak, at fit start
+    }
+    assert_figures(tmp_path / "out")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from datamodules.files import CorpusUnavailable, fetch
 from datamodules.shakespeare import ShakespeareDataModule
@@ -27,12 +28,34 @@ def test_random_windows_are_shifted_pairs(tmp_path):
     assert torch.equal(y[:, :-1], x[:, 1:]) and torch.equal(y[:, -1], x[:, -1] + 1)  # tokens are 0..999
 
 
-def test_random_windows_depend_on_seed_and_resume_step(tmp_path):
+def first_windows(dataset, n: int, **loader) -> list[torch.Tensor]:
+    from itertools import islice
+
+    return [x for x, _ in islice(iter(DataLoader(dataset, batch_size=None, **loader)), n)]
+
+
+def test_random_windows_resume_where_the_stream_left_off(tmp_path):
     path = write_tokens(tmp_path / "t.bin", 10_000)
-    first = lambda **kw: next(iter(RandomWindows(path, 8, 4, **kw)))[0]  # noqa: E731
-    assert torch.equal(first(seed=1), first(seed=1))
-    assert not torch.equal(first(seed=1), first(seed=2))
-    assert not torch.equal(first(seed=1), first(seed=1, start_step=100))
+    stream = first_windows(RandomWindows(path, 8, 4, seed=1), 7)
+    resumed = first_windows(RandomWindows(path, 8, 4, seed=1, start_batch=4), 3)
+    assert all(torch.equal(a, b) for a, b in zip(stream[4:], resumed, strict=True))  # batches 4, 5, 6 again
+    assert not torch.equal(stream[0], stream[4])
+    assert not torch.equal(stream[0], first_windows(RandomWindows(path, 8, 4, seed=2), 1)[0])
+
+
+def test_random_windows_do_not_depend_on_loader_workers(tmp_path):
+    path = write_tokens(tmp_path / "t.bin", 10_000)
+    alone = first_windows(RandomWindows(path, 8, 4, seed=1, start_batch=3), 5)
+    workers = first_windows(RandomWindows(path, 8, 4, seed=1, start_batch=3), 5, num_workers=2)
+    assert all(torch.equal(a, b) for a, b in zip(alone, workers, strict=True))
+
+
+def test_random_windows_differ_between_ranks(tmp_path, monkeypatch):
+    path = write_tokens(tmp_path / "t.bin", 10_000)
+    rank0 = first_windows(RandomWindows(path, 8, 4, seed=1), 2)
+    monkeypatch.setattr("datamodules.windows.rank_and_world", lambda: (1, 2))
+    rank1 = first_windows(RandomWindows(path, 8, 4, seed=1), 2)
+    assert not any(torch.equal(a, b) for a, b in zip(rank0, rank1))
 
 
 @pytest.mark.parametrize("n, block", [(101, 10), (105, 10), (1000, 64)])
@@ -61,7 +84,7 @@ def test_char_tokenizer_round_trip_and_unknown_characters():
     assert build_tokenizer(tok.state_dict()).encode("low") == tok.encode("low")
 
 
-def test_gpt2_tokenizer_round_trip_from_local_cache():
+def test_gpt2_tokenizer_round_trip_from_local_cache(gpt2_bpe):
     tok = build_tokenizer({"kind": "tiktoken", "encoding": "gpt2"})
     assert tok.vocab_size == 50257 and tok.encode("hello world") == [31373, 995]  # GPT-2's ids
     ids = tok.encode("ROMEO: But soft, what light")
@@ -69,61 +92,57 @@ def test_gpt2_tokenizer_round_trip_from_local_cache():
 
 
 def test_missing_tiktoken_files_name_the_fix(tmp_path, monkeypatch):
+    """tiktoken falls back to downloading its files: refused here (tests/offline), the error names the fix."""
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr("urllib.request.urlopen", None, raising=False)
-    import requests
-
-    def no_network(*a, **k):
-        raise requests.ConnectionError("no network in tests")
-
-    monkeypatch.setattr(requests, "get", no_network)
     import tiktoken.registry
 
     monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})
-    with pytest.raises(RuntimeError, match="TIKTOKEN_CACHE_DIR"):
+    with pytest.raises(RuntimeError, match="TIKTOKEN_CACHE_DIR") as err:
         TiktokenTokenizer("gpt2")
+    assert "tests never touch the network" in str(err.value)
 
 
-@pytest.fixture(scope="module")
-def char_dm(data_dir, tmp_path_factory):
-    dm = ShakespeareDataModule(str(data_dir), str(tmp_path_factory.mktemp("cache")), batch_size=4, block_size=32)
+def datamodule(data_dir, cache, **kw) -> ShakespeareDataModule:
+    dm = ShakespeareDataModule(str(data_dir), str(cache), **{"batch_size": 4, "block_size": 32, **kw})
     dm.prepare_data()
     dm.setup("fit")
     return dm
 
 
-def test_split_is_nanogpt_90_10(char_dm):
-    assert char_dm.vocab_size == 65
-    assert (len(char_dm.train_tokens), len(char_dm.val_tokens)) == (1_003_854, 111_540)  # nanoGPT's numbers
-    text = char_dm.corpus_path.read_text()
-    assert char_dm.tokenizer.decode(char_dm.val_tokens[:20].tolist()) == text[1_003_854:1_003_874]
+def test_split_is_nanogpt_90_10(shakespeare_dir, tmp_path):
+    dm = datamodule(shakespeare_dir, tmp_path)
+    assert dm.vocab_size == 65
+    assert (len(dm.train_tokens), len(dm.val_tokens)) == (1_003_854, 111_540)  # nanoGPT's numbers
+    text = dm.corpus_path.read_text()
+    assert dm.tokenizer.decode(dm.val_tokens[:20].tolist()) == text[1_003_854:1_003_874]
+    assert len(dm.val_dataloader().dataset) == -(-(111_540 - 1) // 32)  # ceil: the whole split
 
 
-def test_caches_go_to_cache_dir_not_data_dir(char_dm, data_dir):
-    for split in ("train", "val"):
-        cache = char_dm.tokens_path(split).parent
-        assert cache.parent.parent == char_dm.cache_root
+def test_split_caches_and_dataloaders(corpora, tmp_path):
+    dm = datamodule(corpora, tmp_path / "cache")
+    text = (corpora / "tinyshakespeare.txt").read_text()
+    split = int(len(text) * 0.9)
+    assert dm.vocab_size == len(set(text))
+    assert dm.tokenizer.decode(dm.train_tokens.tolist()) == text[:split]
+    assert dm.tokenizer.decode(dm.val_tokens.tolist()) == text[split:]
+    for name in ("train", "val"):  # caches go to cache_dir, never to data_dir
+        cache = dm.tokens_path(name).parent
+        assert cache.parent.parent == dm.cache_root and cache.is_relative_to(tmp_path / "cache")
         assert {p.name for p in cache.iterdir()} == {"tokens.bin", "meta.json"}
-    assert not any(p.suffix == ".bin" for p in data_dir.iterdir())
+    assert not any(p.suffix == ".bin" for p in corpora.iterdir())
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (4, 32) and int(x.max()) < dm.vocab_size
+    assert len(dm.val_dataloader().dataset) == -(-(len(text) - split - 1) // 32)
 
 
-def test_dataloaders(char_dm):
-    x, y = next(iter(char_dm.train_dataloader()))
-    assert x.shape == (4, 32) and int(x.max()) < 65
-    val = char_dm.val_dataloader()
-    assert len(val.dataset) == -(-(111_540 - 1) // 32)  # ceil: the whole split
-
-
-def test_bpe_split(data_dir, tmp_path):
-    dm = ShakespeareDataModule(str(data_dir), str(tmp_path), tokenizer="gpt2", batch_size=2, block_size=64)
-    dm.prepare_data()
-    dm.setup()
+def test_bpe_split(shakespeare_dir, gpt2_bpe, tmp_path):
+    dm = datamodule(shakespeare_dir, tmp_path, tokenizer="gpt2", batch_size=2, block_size=64)
     assert dm.vocab_size == 50257
     assert (len(dm.train_tokens), len(dm.val_tokens)) == (301_966, 36_059)  # nanoGPT's shakespeare/prepare.py
 
 
-def test_block_size_larger_than_data_raises(data_dir, tmp_path):
-    dm = ShakespeareDataModule(str(data_dir), str(tmp_path), batch_size=2, block_size=200_000)
+def test_block_size_larger_than_data_raises(corpora, tmp_path):
+    dm = ShakespeareDataModule(str(corpora), str(tmp_path), batch_size=2, block_size=200_000)
     dm.prepare_data()
     with pytest.raises(ValueError, match="data.block_size=200000 is larger than the data allows"):
         dm.setup()
@@ -169,9 +188,9 @@ def test_fetch_rejects_bad_downloads_and_leaves_no_file(http_dir, tmp_path, body
     assert list(out.iterdir()) == []
 
 
-def test_datamodule_downloads_corpus_from_url(http_dir, data_dir, tmp_path):
+def test_datamodule_downloads_corpus_from_url(http_dir, shakespeare_dir, tmp_path):
     root, url = http_dir
-    (root / "input.txt").write_bytes((data_dir / "tinyshakespeare.txt").read_bytes())
+    (root / "input.txt").write_bytes((shakespeare_dir / "tinyshakespeare.txt").read_bytes())
     dm = ShakespeareDataModule(str(tmp_path / "data"), str(tmp_path / "cache"), url=f"{url}/input.txt")
     dm.prepare_data()
     assert (tmp_path / "data" / "tinyshakespeare.txt").stat().st_size == 1_115_394

@@ -167,7 +167,7 @@ def test_bpe_round_trips_any_text_and_travels_as_json(tmp_path):
     assert tok.decode([tok.bos_id, *tok.encode("Ein Mann"), tok.eos_id, tok.pad_id]) == "Ein Mann"
 
 
-def test_gpt2_tokenizer_option(tmp_path):
+def test_gpt2_tokenizer_option(tmp_path, gpt2_bpe):
     tok = GPT2PairTokenizer()
     assert (tok.vocab_size, tok.pad_id, tok.bos_id, tok.eos_id) == (50258, 50257, 50256, 50256)
     assert tok.decode([tok.bos_id, *tok.encode("Ein Mann fährt."), tok.eos_id, tok.pad_id]) == "Ein Mann fährt."
@@ -251,15 +251,15 @@ def test_missing_splits_are_cut_off_train(tmp_path):
 # ----------------------------------------------------------------------------- Multi30k
 
 
-def test_multi30k_both_directions(data_dir, cache_dir):
-    dm = Multi30kDataModule(data_dir=str(data_dir / "multi30k"), cache_dir=str(cache_dir), download=False)
+def test_multi30k_both_directions(multi30k_dir, cache_dir):
+    dm = Multi30kDataModule(data_dir=str(multi30k_dir), cache_dir=str(cache_dir), download=False)
     dm.setup("fit")
     assert {k: len(v) for k, v in dm.splits.items()} == {"train": 29000, "val": 1014, "test": 1000}
     assert dm.family == "seq2seq" and dm.vocab_size == 8000
     assert dm.splits["train"].src_text[2] == "Ein kleines Mädchen klettert in ein Spielhaus aus Holz."
     assert dm.splits["train"].tgt_text[2] == "A little girl climbing into a wooden playhouse."
     flipped = Multi30kDataModule(
-        data_dir=str(data_dir / "multi30k"), cache_dir=str(cache_dir), src_lang="en", tgt_lang="de", limit=3
+        data_dir=str(multi30k_dir), cache_dir=str(cache_dir), src_lang="en", tgt_lang="de", limit=3
     )
     flipped.setup("fit")
     assert flipped.splits["test"].src_text[0].startswith("A man in an orange hat")
@@ -271,13 +271,13 @@ def gzip_to(src: Path, dest: Path) -> None:
         shutil.copyfileobj(f_in, f_out)
 
 
-def test_multi30k_downloads_missing_files_and_checks_them(data_dir, tmp_path):
+def test_multi30k_downloads_missing_files_and_checks_them(multi30k_dir, tmp_path):
     remote = tmp_path / "remote"
     remote.mkdir()
     names = {"train": "train", "val": "val", "test2016": "test_2016_flickr"}
     for local, upstream in names.items():
         for lang in ("de", "en"):
-            gzip_to(data_dir / "multi30k" / f"{local}.{lang}", remote / f"{upstream}.{lang}.gz")
+            gzip_to(multi30k_dir / f"{local}.{lang}", remote / f"{upstream}.{lang}.gz")
     dest = tmp_path / "multi30k"
     dm = Multi30kDataModule(data_dir=str(dest), cache_dir=str(tmp_path / "cache"), base_url=remote.as_uri(), limit=5)
     dm.ensure_files()

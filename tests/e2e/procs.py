@@ -1,11 +1,10 @@
-"""Helpers for the distributed and sweep tests: process trees that never outlive a test, W&B offline files."""
+"""Helpers for the distributed and sweep tests: process trees that never outlive a test."""
 
 from __future__ import annotations
 
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -65,41 +64,6 @@ def run_train(args: list[str], *, tmp_path: Path, name: str, timeout: float = 30
     output = log.read_text(errors="replace")
     assert not leftover, f"processes of train.py {' '.join(args)} outlived it:\n{output[-3000:]}"
     return code, output
-
-
-def wandb_records(run_file: Path):
-    """The protobuf records of a W&B run file (run-<id>.wandb, LevelDB log format), without a W&B server."""
-    from wandb.proto import wandb_internal_pb2
-
-    data = run_file.read_bytes()
-    assert data[:4] == b":W&B", f"{run_file} is not a W&B run file"
-    block, pos, chunks = 32768, 7, b""
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:  # the rest of a block too small for a header is padding
-            pos += block - pos % block
-            continue
-        length, kind = struct.unpack("<HB", data[pos + 4 : pos + 7])
-        chunks += data[pos + 7 : pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):  # FULL or LAST
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(chunks)
-            chunks = b""
-            yield record
-        elif kind == 0:
-            break
-
-
-def wandb_run_info(run_dir: Path) -> dict:
-    """group, name, tags and exit code of the offline W&B run under run_dir (a train.py output dir)."""
-    (run_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
-    info: dict = {"exit_code": None}
-    for r in wandb_records(run_file):
-        if r.HasField("run"):
-            info.update(group=r.run.run_group, name=r.run.display_name, tags=list(r.run.tags))
-        elif r.HasField("exit"):
-            info["exit_code"] = r.exit.exit_code
-    return info
 
 
 def group_alive(pid: int) -> bool:

@@ -12,10 +12,10 @@ import pytest
 from models import sizing
 from models.gpt import GPTConfig
 from tests.e2e.conftest import TINY
+from tests.figures import assert_figures
 
-PLOTS = ("loss_curves", "val_loss_vs_params", "times", "inference_time", "word_accuracy", "memory")
 
-
+@pytest.mark.slow
 def test_estimate_gpt3_with_breakdown(run_script, tmp_path):
     out = run_script("estimate.py", "model=gpt3", "--breakdown", timeout=120).output
     gpt3 = GPTConfig(vocab_size=50257, block_size=2048, n_layer=96, n_head=96, n_embd=12288, bias=True)
@@ -50,6 +50,7 @@ def test_estimate_takes_train_overrides(run_script):
     assert f"{sizing.num_params(small):,}" in cpu
 
 
+@pytest.mark.slow
 def test_estimate_needs_a_vocabulary_hint_for_unknown_tokenizers(run_script):
     result = run_script("estimate.py", "data.tokenizer=mystery", check=False)
     assert result.returncode != 0
@@ -84,8 +85,7 @@ def test_report_on_a_multirun_with_a_failed_job(run_script, tmp_path):
 
     result = run_script("report.py", str(sweep), "--wandb", "off")
     report = sweep / "report"
-    for name in PLOTS:
-        assert (report / f"{name}.png").stat().st_size > 1000, name
+    assert_figures(report)
     md = (report / "summary.md").read_text()
     rows = {r["path"].rsplit("/", 1)[-1]: r for r in read_csv(report / "summary.csv")}
     assert set(rows) == {"0", "1", "2", "3"}

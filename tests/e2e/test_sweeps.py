@@ -14,10 +14,9 @@ import yaml
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from analysis.plots import PLOTS
-from tests.e2e.procs import ROOT, finish, run_train, start, train_env, wandb_run_info
-
-pytestmark = pytest.mark.slow
+from tests.e2e.procs import ROOT, finish, run_train, start, train_env
+from tests.figures import assert_figures
+from tests.wandb_records import run_info
 
 TINY_WANDB = [
     "model=gpt_nano",
@@ -42,12 +41,13 @@ def read_summary(sweep) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_multirun_jobs_get_own_dirs_and_wandb_runs_in_one_group(tmp_path):
     code, out = run_train(["-m", *TINY_WANDB, "data.batch_size=4,8"], tmp_path=tmp_path, name="multirun")
     assert code == 0, out[-4000:]
     (sweep,) = sweep_dirs(tmp_path)
     jobs = [sweep / "0", sweep / "1"]
-    runs = [wandb_run_info(job) for job in jobs]  # each job: exactly one offline W&B run in its own dir
+    runs = [run_info(job) for job in jobs]  # each job: exactly one offline W&B run in its own dir
     assert runs[0]["group"] == runs[1]["group"] == sweep.name
     for job, run, batch in zip(jobs, runs, (4, 8)):
         assert (job / "checkpoints" / "last.ckpt").is_file() and (job / "csv" / "metrics.csv").is_file()
@@ -62,6 +62,7 @@ def test_multirun_jobs_get_own_dirs_and_wandb_runs_in_one_group(tmp_path):
     assert [r["status"] for r in read_summary(sweep)] == ["completed", "completed"]
 
 
+@pytest.mark.slow
 def test_deconstructing_smoke_sweep(tmp_path):
     code, out = run_train(["sweeps=deconstructing_smoke"], tmp_path=tmp_path, name="deconstructing", timeout=400)
     assert code == 0, out[-4000:]
@@ -74,7 +75,7 @@ def test_deconstructing_smoke_sweep(tmp_path):
         sizes |= {k: config["model"][k] for k in ("n_embd", "n_head", "n_layer")}
         assert sizes == study[name]
         assert (sweep / str(job) / "checkpoints" / "best.ckpt").is_file()
-        run = wandb_run_info(sweep / str(job))
+        run = run_info(sweep / str(job))
         assert run["group"] == sweep.name and "deconstructing" in run["tags"]
     assert [r["status"] for r in read_summary(sweep)] == ["completed"] * 3
 
@@ -83,8 +84,7 @@ def test_deconstructing_smoke_sweep(tmp_path):
                    log=tmp_path / "report.log")  # fmt: skip
     (code,) = finish([report], timeout=300)
     assert code == 0, (tmp_path / "report.log").read_text()[-4000:]
-    for name in PLOTS:
-        assert (sweep / "report" / name).stat().st_size > 1000, name
+    assert_figures(sweep / "report")
     with open(sweep / "report" / "summary.csv", newline="") as f:
         rows = {r["path"].rsplit("/", 1)[-1]: r for r in csv.DictReader(f)}
     for job in ("0", "1", "2"):
@@ -117,6 +117,7 @@ def sample(parameters: dict, seed: int = 0) -> dict:
     return {k: rng.choice(p["values"]) if "values" in p else p["min"] for k, p in parameters.items()}
 
 
+@pytest.mark.slow
 def test_wandb_sweep_definition_runs_train_py(tmp_path):
     definition = yaml.safe_load((ROOT / "sweeps" / "wandb_sizes_smoke.yaml").read_text())
     params = sample(definition["parameters"])
@@ -203,6 +204,7 @@ def test_deconstructing_has_the_studys_three_models(name, sizes):
     assert got == sizes and cfg.model.block_size == cfg.data.block_size
 
 
+@pytest.mark.slow
 def test_optuna_smoke_sweep_minimises_the_returned_val_loss(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     args = ["sweeps=optuna_smoke", "hydra.sweeper.n_trials=2", "logger=csv"]

@@ -62,6 +62,7 @@ def fake_checkpoint(path, family: str):
     return path
 
 
+@pytest.mark.slow
 def test_translate_refuses_a_gpt_checkpoint(run_script, tmp_path):
     gpt = fake_checkpoint(tmp_path / "gpt.ckpt", "gpt")
     out = run_script("translate.py", f"ckpt_path={gpt}", "text=Hallo", check=False)

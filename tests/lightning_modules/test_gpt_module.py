@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from lightning_modules.gpt import GPTLitModule
-from lightning_modules.optim import OptimConfig, cosine_factor, inverse_sqrt_factor, lr_lambda, param_groups
+from lightning_modules.optim import OptimConfig, cosine_factor, inverse_sqrt_factor, lr_lambda
 from training.checkpoint import load_module
 from training.config import REDACTED, loggable, redact
 
@@ -14,16 +14,6 @@ TOKENIZER = {"kind": "char", "chars": "abcdefghij\n"}
 def module() -> GPTLitModule:
     torch.manual_seed(0)
     return GPTLitModule(model=MODEL, tokenizer=TOKENIZER, optim={"weight_decay": 0.1})
-
-
-def test_param_groups_decay_matrices_only(module):
-    decay, no_decay = param_groups(module.model, 0.1)
-    assert all(p.dim() >= 2 for p in decay["params"]) and decay["weight_decay"] == 0.1
-    assert all(p.dim() < 2 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
-    n = sum(p.numel() for g in (decay, no_decay) for p in g["params"])
-    assert n == module.model.num_params()  # every parameter once (tied embedding/head included once)
-    # 2 layers x (qkv, proj, fc, proj) + wte (tied head) + wpe
-    assert len(decay["params"]) == 2 * 4 + 2
 
 
 def test_cosine_schedule_shape():

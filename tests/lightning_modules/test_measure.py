@@ -97,11 +97,12 @@ class Holdings(L.Callback):
         )
 
 
-def fit(tmp_path, data_dir, cache_dir, callbacks, steps=4):
-    dm = ShakespeareDataModule(data_dir=str(data_dir), cache_dir=str(cache_dir), batch_size=4, block_size=16)
+def fit(tmp_path, corpora, cache_dir, callbacks, steps=4):
+    dm = ShakespeareDataModule(data_dir=str(corpora), cache_dir=str(cache_dir), batch_size=4, block_size=16)
     dm.prepare_data()
     dm.setup("fit")
-    module = GPTLitModule(model=MODEL, tokenizer=dm.tokenizer.state_dict(), optim={"warmup_steps": 1})
+    model = {**MODEL, "vocab_size": dm.vocab_size}
+    module = GPTLitModule(model=model, tokenizer=dm.tokenizer.state_dict(), optim={"warmup_steps": 1})
     trainer = L.Trainer(
         accelerator="cpu", max_steps=steps, val_check_interval=2, check_val_every_n_epoch=None,
         limit_val_batches=2, num_sanity_val_steps=0, log_every_n_steps=1, logger=CSVLogger(tmp_path, "csv", ""),
@@ -118,11 +119,11 @@ def column(rows: list[dict], key: str) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def cpu_fit(tmp_path_factory, data_dir, cache_dir):
+def cpu_fit(tmp_path_factory, corpora, cache_dir):
     tmp = tmp_path_factory.mktemp("measure")
     holdings = Holdings()
     gen = GenerationMetrics(str(tmp), num_samples=3, num_words=6, seed=0)
-    trainer, module, rows = fit(tmp, data_dir, cache_dir, [Measure(str(tmp)), gen, holdings])
+    trainer, module, rows = fit(tmp, corpora, cache_dir, [Measure(str(tmp)), gen, holdings])
     return tmp, trainer, module, rows, holdings
 
 
@@ -179,9 +180,9 @@ def test_generation_metrics(cpu_fit):
     assert logged["words"] == [6.0]
 
 
-def test_mfu_against_a_faked_device_peak(tmp_path, data_dir, cache_dir, monkeypatch):
+def test_mfu_against_a_faked_device_peak(tmp_path, corpora, cache_dir, monkeypatch):
     monkeypatch.setattr(measure, "peak_flops", lambda device, dtype: 2.5e9)
-    _, _, rows = fit(tmp_path, data_dir, cache_dir, [Measure(str(tmp_path))], steps=3)
+    _, _, rows = fit(tmp_path, corpora, cache_dir, [Measure(str(tmp_path))], steps=3)
     mfu = [(float(r["perf/mfu"]), float(r["perf/flops_per_sec"])) for r in rows if r.get("perf/mfu")]
     assert len(mfu) == 3
     for value, flops in mfu:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 
 import lightning as L
 import pytest
@@ -53,11 +54,16 @@ def test_fit_uses_the_launcher_set_by_replace_launcher():
 
 
 def test_set_num_threads_if_needed_takes_the_process_count(monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # recorded, so that teardown removes what the call sets
+    monkeypatch.delenv("OMP_NUM_THREADS")
     threads = torch.get_num_threads()
     try:
-        private_api.set_num_threads_if_needed(num_processes=1)
-        assert torch.get_num_threads() == threads  # one process: left alone
+        private_api.set_num_threads_if_needed(num_processes=2)  # each of 2 ranks: its share of the CPUs
+        assert torch.get_num_threads() == max(1, len(os.sched_getaffinity(0)) // 2)
+        assert os.environ["OMP_NUM_THREADS"] == str(torch.get_num_threads())
+        torch.set_num_threads(threads)
+        private_api.set_num_threads_if_needed(num_processes=2)  # OMP_NUM_THREADS set: left alone
+        assert torch.get_num_threads() == threads
     finally:
         torch.set_num_threads(threads)
 

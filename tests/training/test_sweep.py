@@ -98,7 +98,7 @@ def test_sweep_summary_lists_every_job(hydra_job, tmp_path, caplog):
 def test_failed_job_marks_its_wandb_run_failed(hydra_job, tmp_path, monkeypatch):
     import wandb
 
-    from tests.e2e.procs import wandb_records
+    from tests.wandb_records import read_records
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg = hydra_job([])
@@ -110,7 +110,7 @@ def test_failed_job_marks_its_wandb_run_failed(hydra_job, tmp_path, monkeypatch)
     assert math.isinf(run_job(cfg, oom_after_wandb_started))
     assert wandb.run is None  # finished, so the next job's run is a new one
     (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
-    records = list(wandb_records(run_file))
+    records = read_records(run_file)
     assert [r.exit.exit_code for r in records if r.HasField("exit")] == [1]
     summary = {i.key: i.value_json for r in records if r.HasField("summary") for i in r.summary.update}
     assert "CUDA out of memory (simulated)" in summary["failure"]

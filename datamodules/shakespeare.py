@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from datamodules.device_windows import DeviceWindows, check_setting, use_device_windows
 from datamodules.files import atomic_write, fetch, md5sum
 from datamodules.text_tokenizers import CharTokenizer, TiktokenTokenizer, build_tokenizer, default_tiktoken_cache
 from datamodules.windows import EvalWindows, RandomWindows, load_tokens
@@ -24,6 +25,8 @@ class ShakespeareDataModule(L.LightningDataModule):
     """Corpus in `data_dir` (downloaded when missing), token caches in `cache_dir`.
 
     tokenizer: "char" (vocabulary = the corpus' characters) or a tiktoken encoding name ("gpt2").
+    device_resident: draw training windows on the GPU from a copy of the split held there (true | false |
+    auto: on CUDA when it fits; datamodules/device_windows.py).
     """
 
     def __init__(
@@ -39,8 +42,11 @@ class ShakespeareDataModule(L.LightningDataModule):
         seed: int = 1337,
         url: str = URL,
         download: bool = True,
+        device_resident: bool | str = "auto",
     ):
         super().__init__()
+        check_setting(device_resident)
+        self.device_resident = device_resident
         for name, value in (("batch_size", batch_size), ("block_size", block_size)):
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"data.{name} must be a positive integer, got {value!r}")
@@ -114,6 +120,13 @@ class ShakespeareDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         step = self.trainer.global_step if self.trainer is not None else 0
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        if use_device_windows(self.device_resident, len(self.train_tokens), device):
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            return DeviceWindows(  # type: ignore[return-value]  (an iterable of batches, already on the device)
+                self.train_tokens, self.block_size, self.batch_size, device=device, seed=self.seed, rank=rank,
+                start_step=step,
+            )  # fmt: skip
         dataset = RandomWindows(
             self._cache_dir() / "train.bin", self.block_size, self.batch_size, seed=self.seed, start_step=step
         )
@@ -121,4 +134,10 @@ class ShakespeareDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         dataset = EvalWindows(self._cache_dir() / "val.bin", self.block_size)
-        return DataLoader(dataset, batch_size=self.val_batch_size, shuffle=False, num_workers=self.num_workers)
+        return DataLoader(
+            dataset,
+            self.val_batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+        )

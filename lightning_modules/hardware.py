@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -100,3 +101,34 @@ def current_memory(device: torch.device) -> int | None:
     if device.type == "cuda":
         return torch.cuda.memory_allocated(device)
     return rss_bytes()
+
+
+# Time
+
+
+LAUNCH_ENV = "TFORMER_LAUNCH_TIME"
+
+
+def launch_time() -> float:
+    """When this run was launched (Unix seconds): $TFORMER_LAUNCH_TIME, which train.py sets as it starts
+    unless a launcher (a benchmark, a DDP parent) set it before, else the start of this process."""
+    value = os.environ.get(LAUNCH_ENV)
+    if value:
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    try:  # /proc/self/stat field 22: start time in clock ticks after boot; /proc/stat btime: boot time
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        btime = next(int(x.split()[1]) for x in Path("/proc/stat").read_text().splitlines() if x.startswith("btime"))
+        return btime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return _IMPORTED
+
+
+def since_launch() -> float:
+    """Wall-clock seconds since launch_time()."""
+    return time.time() - launch_time()
+
+
+_IMPORTED = time.time()

@@ -87,3 +87,18 @@ def lr_lambda(cfg: OptimConfig, total_steps: int):
     if cfg.schedule == "inverse_sqrt":
         return lambda s: inverse_sqrt_factor(s, warmup=cfg.warmup_steps)
     return lambda s: min(1.0, (s + 1) / (cfg.warmup_steps + 1))
+
+
+def lr_scalar(module) -> torch.Tensor:
+    """The current learning rate as a 0-d tensor on the module's device, for `self.log`.
+
+    Logging a Python float makes Lightning copy it to the GPU every step (`torch.tensor(value, device=...)`),
+    a blocking host-to-device copy that waits for every queued kernel. Here one buffer is reused and
+    written with `fill_`, a kernel launch that takes the value as an argument: no copy, no sync.
+    """
+    lr = module.optimizers().param_groups[0]["lr"]
+    buf = getattr(module, "_lr_buffer", None)
+    if buf is None or buf.device != module.device:
+        buf = torch.zeros((), dtype=torch.float32, device=module.device)
+        module._lr_buffer = buf
+    return buf.fill_(float(lr))

@@ -21,7 +21,7 @@ from torchmetrics import MeanMetric
 from datamodules.subword import build_pair_tokenizer
 from lightning_modules.base import TformerModule
 from lightning_modules.metrics import corpus_bleu
-from lightning_modules.optim import OptimConfig
+from lightning_modules.optim import OptimConfig, lr_scalar
 from models.decoding import Decoding, beam_search, greedy_search
 from models.seq2seq import Seq2Seq, Seq2SeqConfig
 
@@ -105,7 +105,7 @@ class Seq2SeqLitModule(TformerModule):
         loss = self._loss(logits, batch["tgt_out"], self.hparams.label_smoothing)
         n = batch["src"].size(0)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=n)
+        self.log("train/lr", lr_scalar(self), on_step=True, on_epoch=False, batch_size=n)
         self.log("train/tokens", batch["tgt_out"].ne(self.pad_id).sum().float(), on_step=True, batch_size=n)
         return loss
 

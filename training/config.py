@@ -22,6 +22,15 @@ def auto_precision(accelerator: str = "auto") -> str:
     return "32-true"
 
 
+def auto_compile(accelerator: str = "auto", model_target: str = "") -> bool:
+    """torch.compile where it pays: a CUDA GPU and a model of fixed batch shapes (the GPT). Seq2seq batches
+    vary in shape (token-budget buckets), so every new shape would recompile."""
+    import torch
+
+    wants_gpu = accelerator in ("auto", "gpu", "cuda")
+    return wants_gpu and torch.cuda.is_available() and model_target.endswith("GPTConfig")
+
+
 def wandb_credentials() -> bool:
     """True when a W&B API key is configured (environment or ~/.netrc); no network call."""
     if os.environ.get("WANDB_API_KEY"):
@@ -52,7 +61,12 @@ def rank_zero(value, otherwise=None):
 
 
 def register_resolvers() -> None:
-    resolvers = (("auto_precision", auto_precision), ("wandb_offline", wandb_offline), ("rank_zero", rank_zero))
+    resolvers = (
+        ("auto_precision", auto_precision),
+        ("auto_compile", auto_compile),
+        ("wandb_offline", wandb_offline),
+        ("rank_zero", rank_zero),
+    )
     for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

@@ -338,11 +338,13 @@ def part_gpt2(bench: Bench) -> None:
     else:
         nano = bench.nanogpt("gpt2", "gpt2", [], cap=240)
         sizes = ["data.batch_size=16", "data.block_size=1024", "trainer.max_steps=300"]
-    # nanoGPT's recipe: bias-free, no dropout, lr 6e-4 -> 6e-5, warmup 20, beta2 0.95, one validation at the end
+    # nanoGPT's recipe and shapes: bias-free, no dropout, the vocabulary padded to 50304 rows, lr 6e-4 -> 6e-5,
+    # warmup 20, beta2 0.95, one validation at the end (`--gpt2-extra model.vocab_multiple=1`: unpadded)
     overrides = [
         "model=gpt2",
         "data=shakespeare_bpe",
         "model.bias=false",
+        "model.vocab_multiple=64",
         "model.dropout=0.0",
         "optim.lr=6e-4",
         "optim.min_lr=6e-5",
@@ -387,8 +389,9 @@ def part_gpt2(bench: Bench) -> None:
         )
     lines.append(
         f"\nMFU = tokens/s x FLOPs per token / {fmt(peak_flops and peak_flops / 1e12)} TFLOP/s (dense bf16 "
-        "peak), both sides counted by models/sizing.flops_per_token on their own configuration (nanoGPT's "
-        "vocabulary is padded to 50304). ms/step: median between logged steps, first interval (compile) "
+        "peak), both sides counted by models/sizing.flops_per_token on their own configuration (both pad the "
+        "vocabulary to 50304 rows unless a row says otherwise). ms/step: median between logged steps, first "
+        "interval (compile) "
         "and validation excluded."
     )
     bench.save("gpt2", {"peak_flops": peak_flops, "sides": sides}, "\n".join(lines))

@@ -81,11 +81,11 @@ def test_speedrun_and_gpt2(tmp_path):
     from models.gpt import GPTConfig
     from models.sizing import flops_per_token
 
-    # nanoGPT's FLOPs counted like the project's, on its own (padded-vocabulary) model
+    # nanoGPT's FLOPs counted like the project's, on its own model; the same shapes (vocabulary padded to 50304)
     nano = GPTConfig(vocab_size=50304, block_size=32, n_layer=1, n_head=2, n_embd=32, bias=False)
     assert sides["nanogpt"]["flops_per_token"] == flops_per_token(nano, 32)
-    proj = GPTConfig(vocab_size=50257, block_size=32, n_layer=1, n_head=2, n_embd=32, bias=False)
-    assert sides["project"]["flops_per_token"] == flops_per_token(proj, 32)
+    proj = GPTConfig(vocab_size=50257, block_size=32, n_layer=1, n_head=2, n_embd=32, bias=False, vocab_multiple=64)
+    assert sides["project"]["flops_per_token"] == flops_per_token(proj, 32) == flops_per_token(nano, 32)
 
 
 @pytest.mark.slow

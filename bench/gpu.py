@@ -75,6 +75,7 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace):
         self.args, self.smoke = args, args.smoke
+        self.several = False  # more than one part in this call (char then runs 2000 of its 5000 steps)
         self.start = time.time()
         self.deadline = self.start + args.budget_s if args.budget_s else None
         self.device = device_info()
@@ -180,7 +181,13 @@ def device_info() -> dict:
         commit = commit.stdout.strip() or None
     except OSError:
         commit = None
+    smi = shutil.which("nvidia-smi")  # driver, clocks and power limit as found (never changed)
+    if smi:
+        query = "name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit"
+        smi = subprocess.run([smi, f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True, text=True)
+        smi = smi.stdout.strip() or None
     return {
+        "nvidia_smi": smi,
         "name": name,
         "slug": slug,
         "cuda": cuda,
@@ -239,7 +246,7 @@ def side_table(rows: list[tuple[str, str, object, object, bool]], names: tuple[s
 
 
 def part_char(bench: Bench) -> None:
-    steps = 8 if bench.smoke else bench.args.char_steps
+    steps = 8 if bench.smoke else bench.args.char_steps or (2000 if bench.several else 5000)
     target = 10.0 if bench.smoke else TARGET  # a tiny model never reaches 1.47: any loss passes in --smoke
     if bench.smoke:
         flags = [*TINY_NANOGPT, f"--max_iters={steps}", f"--lr_decay_iters={steps}", "--eval_interval=4"]
@@ -444,17 +451,24 @@ def part_kernels(bench: Bench) -> None:
             if cuda:
                 torch.cuda.empty_cache()
     say(f"  attention: {len(attention)} timings")
-    rows, failed = [], []
     precision = "bf16-mixed" if cuda else "32-true"
     configs = memory_check.load_sizes("gpu" if cuda else "cpu")[: 1 if bench.smoke else None]
-    for values in configs:
-        spec = {**dict(zip(memory_check.KEYS, values)), "device": device, "precision": precision}
+    specs = [{**dict(zip(memory_check.KEYS, v)), "device": device, "precision": precision} for v in configs]
+
+    def measure_memory(spec: dict) -> tuple[dict, dict | None, str]:
+        # the allocator peak is per process: configurations measured side by side do not disturb each other
         if bench.left() < 40:
-            failed.append({"name": spec["name"], "error": "skipped: budget"})
-            continue
-        row, error = memory_check.run_config(spec, timeout=bench.timeout(120))
-        (rows.append(row) if row else failed.append({"name": spec["name"], "error": error[-500:]}))
+            return spec, None, "skipped: budget"
+        row, error = memory_check.run_config(spec, timeout=bench.timeout(150))
         say(f"  memory {spec['name']}: {'ok' if row else 'failed'}")
+        return spec, row, error
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=bench.args.memory_jobs if cuda else 1) as pool:
+        done = list(pool.map(measure_memory, specs))
+    rows = [row for _, row, _ in done if row]
+    failed = [{"name": spec["name"], "error": error[-500:]} for spec, row, error in done if row is None]
     memory = memory_check.table(rows, device=device) if rows else "(no configuration measured)"
     worst = max((abs(r["estimate"]["total"] / r["peak"] - 1) for r in rows if r["peak"]), default=None)
     table = (
@@ -604,7 +618,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", default=str(ROOT / "bench" / "results"), help="where JSON + Markdown go")
     parser.add_argument("--work", default=str(ROOT / "bench" / "work"), help="run directories and logs")
     parser.add_argument("--out", default=None, help="also copy results and a tarball of logs here ($OUT)")
-    parser.add_argument("--char-steps", type=int, default=5000, help="steps of both char runs (LR decays over 5000)")
+    parser.add_argument(
+        "--char-steps", type=int, default=None, help="of both char runs (LR decays over 5000): 5000 alone, else 2000"
+    )
+    parser.add_argument("--memory-jobs", type=int, default=4, help="memory configurations measured at once (GPU)")
     parser.add_argument("--speedrun-variants", nargs="*", choices=list(SPEEDRUN_VARIANTS), default=None)
     parser.add_argument("--gpt2-extra", nargs="*", default=None, help='more project gpt2 runs: "overrides ..." each')
     parser.add_argument("--translate-train-s", type=float, default=420, help="training time cap of translate (s)")
@@ -621,6 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown part(s) {unknown}; choose from {', '.join(PARTS)} or all")
     bench = Bench(args)
+    bench.several = len(set(parts)) > 1
     say(
         f"# bench/gpu.py {' '.join(parts)} on {bench.device['name']} (torch {bench.device['torch']}), "
         f"budget {args.budget_s or 'none'} s{', smoke' if args.smoke else ''}"

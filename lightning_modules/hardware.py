@@ -11,12 +11,14 @@ import torch
 from lightning.fabric.utilities.throughput import get_available_flops
 
 # Dense (no 2:4 sparsity) peak FLOP/s per GPU, checked before Lightning's table, which does not recognise
-# a plain "NVIDIA H200" and lists the H200 at its sparse figures. Keys are matched in order against the
-# lower-cased device name ("gh200" before "h200").
+# a plain "NVIDIA H200" and lists the H200 and the H100 NVL at their sparse figures. Keys are matched in
+# order against the lower-cased device name ("gh200" before "h200").
 PEAK_FLOPS: dict[str, dict[torch.dtype | str, float]] = {
     "gh200": {torch.float32: 67e12, "tfloat32": 494.7e12, torch.bfloat16: 989.4e12, torch.float16: 989.4e12},
     "h200 nvl": {torch.float32: 60e12, "tfloat32": 417.5e12, torch.bfloat16: 835.5e12, torch.float16: 835.5e12},
     "h200": {torch.float32: 67e12, "tfloat32": 494.7e12, torch.bfloat16: 989.4e12, torch.float16: 989.4e12},
+    # Lightning lists the H100 NVL at its sparse figures too (bf16 1978.8); dense per GPU:
+    "h100 nvl": {torch.float32: 60e12, "tfloat32": 417.5e12, torch.bfloat16: 835.5e12, torch.float16: 835.5e12},
 }
 
 

@@ -61,6 +61,7 @@ def test_no_peak_on_cpu():
         ("NVIDIA GH200 480GB", torch.bfloat16, 989.4e12),
         ("NVIDIA H200", torch.float32, 494.7e12),  # float32 matmuls run as TF32 at precision "high"
         ("NVIDIA H100 80GB HBM3", torch.bfloat16, 989.4e12),  # Lightning's table
+        ("NVIDIA H100 NVL", torch.bfloat16, 835.5e12),  # dense, not Lightning's sparse 1978.8
         ("NVIDIA A100-SXM4-80GB", torch.bfloat16, 312e12),
         ("Some Future GPU", torch.bfloat16, None),
     ],

@@ -21,23 +21,23 @@ TINY_RECIPE = [
 
 @pytest.fixture(scope="module")
 def recipe_run(tmp_path_factory):
+    """One tiny run of the Multi30k recipe (one thread: fastest for tiny models on a shared CPU)."""
     import os
-    import subprocess
-    import sys
 
-    from tests.e2e.conftest import ROOT
+    from tests.e2e.procs import run_train
 
-    logs = tmp_path_factory.mktemp("logs")
-    proc = subprocess.run(
-        [sys.executable, "train.py", *TINY_RECIPE],
-        cwd=ROOT,
-        env={**os.environ, **ONE_THREAD, "TFORMER_LOG_DIR": str(logs)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (run,) = sorted((logs / "train" / "runs").glob("*"))
+    tmp = tmp_path_factory.mktemp("recipe")
+    threads = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        code, output = run_train(TINY_RECIPE, tmp_path=tmp, name="recipe", timeout=600)
+    finally:
+        if threads is None:
+            os.environ.pop("OMP_NUM_THREADS")
+        else:
+            os.environ["OMP_NUM_THREADS"] = threads
+    assert code == 0, output[-4000:]
+    (run,) = sorted((tmp / "logs" / "train" / "runs").glob("*"))
     return run
 
 

@@ -99,9 +99,18 @@ class Bench:
     # -- runs
     def run(self, part: str, name: str, cmd: list, cap: float) -> gpu_runs.Launch:
         slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-        result = launch(
-            name, cmd, env=self.env, cwd=ROOT, log=self.work / part / f"{slug}.log", timeout=self.timeout(cap)
-        )
+        # Every launch compiles cold: its own empty inductor and Triton caches, so no run reuses kernels an
+        # earlier one compiled (the project after nanoGPT, a speed-run variant after another).
+        cache = self.work / part / f"compile_cache_{slug}"
+        shutil.rmtree(cache, ignore_errors=True)
+        env = {
+            **self.env,
+            "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"),
+            "TRITON_CACHE_DIR": str(cache / "triton"),
+        }
+        log = self.work / part / f"{slug}.log"
+        result = launch(name, cmd, env=env, cwd=ROOT, log=log, timeout=self.timeout(cap))
+        shutil.rmtree(cache, ignore_errors=True)
         say(f"  {name}: {result.status}, {result.wall:.1f} s wall")
         if result.returncode != 0 or result.timed_out:
             say("    " + result.tail(15).replace("\n", "\n    "))
@@ -361,6 +370,7 @@ def part_gpt2(bench: Bench) -> None:
         "trainer.val_check_interval=${trainer.max_steps}",
         "trainer.num_sanity_val_steps=0",
         "callbacks.model_checkpoint=null",
+        "++trainer.enable_checkpointing=false",
         *QUIET,
         *sizes,
     ]

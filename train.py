@@ -1,14 +1,20 @@
 """Train a transformer: `python train.py model=gpt_small data=shakespeare_char trainer=gpu`."""
 
 import os
+import time
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
+# "Time from launch" (perf/elapsed, the target callback) counts from here, unless a launcher set it before.
+LAUNCH = "TFORMER_LAUNCH_TIME"
+os.environ.setdefault(LAUNCH, repr(time.time()))
 
-import training.config  # noqa: F401  (registers the config resolvers)
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+import training.config  # noqa: E402,F401  (registers the config resolvers)
 
 os.environ.setdefault("TFORMER_ROOT", str(Path(__file__).resolve().parent))  # conf/train.yaml finds sweeps/ here
+_jobs_started = 0
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -17,6 +23,10 @@ def main(cfg: DictConfig) -> float | None:
     from training.run import train
     from training.sweep import run_job
 
+    global _jobs_started
+    if _jobs_started:  # the next job of a multirun is launched now
+        os.environ[LAUNCH] = repr(time.time())
+    _jobs_started += 1
     with user_errors():  # bad input: one line, exit 1 (HYDRA_FULL_ERROR=1 shows the traceback)
         return run_job(cfg, train)  # in a multirun, a failing job is recorded and the sweep goes on
 

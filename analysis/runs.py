@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 CONFIG_KEYS = (
     "data.batch_size", "data.block_size", "data.tokenizer", "model.n_embd", "model.n_head", "model.n_layer",
     "model.vocab_size", "model.bias", "model.block_size", "model.name", "model.attention", "logger.wandb.project",
+    "model.vocab_multiple",
 )  # fmt: skip
 
 
@@ -165,6 +166,7 @@ def _params_from_config(cfg: dict) -> int | None:
             n_head=int(cfg["model.n_head"]),
             n_embd=int(cfg["model.n_embd"]),
             bias=bool(cfg.get("model.bias", False)),
+            vocab_multiple=int(cfg.get("model.vocab_multiple") or 1),
         )
     except (KeyError, TypeError, ValueError):
         return None

@@ -40,6 +40,27 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+def kernel_names(prof, *, cuda: bool) -> list[str]:
+    """Attention-related names the profiler saw: on CUDA the GPU kernels themselves (the proof of which
+    kernel ran), on CPU the operators. The loss's log-softmax and autograd's bookkeeping are left out;
+    templated kernel names are cut at their first '<'."""
+    from torch.autograd import DeviceType
+
+    names = set()
+    for e in prof.key_averages():
+        if cuda and e.device_type != DeviceType.CUDA:
+            continue
+        name = e.key.split("<", 1)[0].removeprefix("void ").strip()
+        low = name.lower()
+        if (
+            any(w in low for w in KERNEL_WORDS)
+            and "log_softmax" not in low
+            and not name.startswith(("LogSoftmax", "autograd::"))
+        ):
+            names.add(name)
+    return sorted(names)
+
+
 def sdpa_pin(name: str):
     """A context that allows only one of SDPA's own kernels (or none: let SDPA choose)."""
     if name == "auto":
@@ -88,9 +109,7 @@ def measure(attention: str, pin: str, args, device: str, dtype: torch.dtype) -> 
                 sync(device)
     except RuntimeError as e:
         return row | {"ok": False, "error": str(e).splitlines()[0][:160]}
-    names = {e.key for e in prof.key_averages()}
-    kernels = sorted(n for n in names if any(w in n.lower() for w in KERNEL_WORDS) and "log_softmax" not in n.lower())
-    kernels = [n for n in kernels if not n.startswith("LogSoftmax")]  # the loss, not attention
+    kernels = kernel_names(prof, cuda=device == "cuda")
     tokens = args.batch * args.block
     return row | {"ms/step": round(ms, 2), "tokens/s": round(tokens / ms * 1e3), "kernels": kernels[:8]}
 

@@ -180,6 +180,22 @@ def table(rows: list[dict], *, device: str) -> str:
     return "\n".join(lines)
 
 
+def run_config(spec: dict, *, glibc_default: bool = False, timeout: float | None = None) -> tuple[dict | None, str]:
+    """Measure one configuration in a fresh subprocess: (its result row, "") or (None, why it failed)."""
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    if not glibc_default and spec["device"] == "cpu":
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"  # large blocks mmapped and returned on free: RSS ~ live tensors
+    cmd = [sys.executable, __file__, "--worker", json.dumps(spec)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, f"timed out after {timeout:.0f} s"
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        return None, proc.stderr[-2000:]
+    return json.loads(line[len("RESULT ") :]), ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -203,17 +219,11 @@ def main() -> None:
         spec = {**dict(zip(KEYS, values)), "device": args.device, "precision": args.precision}
         if args.only and args.only not in spec["name"]:
             continue
-        env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-        if not args.glibc_default:
-            env["MALLOC_MMAP_THRESHOLD_"] = "65536"  # large blocks mmapped and returned on free: RSS ~ live tensors
-        proc = subprocess.run(
-            [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, cwd=ROOT, env=env
-        )
-        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if line is None:
-            print(f"{spec['name']}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+        row, error = run_config(spec, glibc_default=args.glibc_default)
+        if row is None:
+            print(f"{spec['name']}: failed\n{error}", file=sys.stderr)
             continue
-        rows.append(json.loads(line[len("RESULT ") :]))
+        rows.append(row)
         print(f"done: {spec['name']}", file=sys.stderr)
     malloc = "" if args.device == "cuda" or args.glibc_default else ", MALLOC_MMAP_THRESHOLD_=65536"
     print(f"device {args.device}, precision {args.precision}{malloc}\n")

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from datamodules.device_windows import DeviceWindows, check_setting, use_device_windows
 from datamodules.files import atomic_write, expand_paths, iter_utf8
 from datamodules.text_tokenizers import (
     CharTokenizer,
@@ -97,7 +98,8 @@ class TextDataModule(L.LightningDataModule):
 
     tokenizer: "char" (one token per character of the corpus, every split's characters included, as nanoGPT)
     or a tiktoken encoding ("gpt2", "cl100k_base", ...: its files must be in tiktoken's cache, which is
-    `tiktoken_dir` when TIKTOKEN_CACHE_DIR is unset).
+    `tiktoken_dir` when TIKTOKEN_CACHE_DIR is unset). device_resident: draw training windows on the GPU from a
+    copy of the training split held there (true | false | auto: on CUDA when it fits; device_windows.py).
     """
 
     family = "gpt"
@@ -116,8 +118,10 @@ class TextDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 1337,
         tiktoken_dir: str | None = None,
+        device_resident: bool | str = "auto",
     ):
         super().__init__()
+        check_setting(device_resident)
         for name, value in (("batch_size", batch_size), ("block_size", block_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"data.{name} must be a positive integer, got {value!r}")
@@ -133,7 +137,7 @@ class TextDataModule(L.LightningDataModule):
         self.tokenizer_name, self.tiktoken_dir = tokenizer, tiktoken_dir
         self.batch_size, self.block_size = batch_size, block_size
         self.val_fraction, self.val_batch_size = val_fraction, val_batch_size or batch_size
-        self.num_workers, self.seed = num_workers, seed
+        self.num_workers, self.seed, self.device_resident = num_workers, seed, device_resident
         self.tokenizer: Tokenizer | None = None
         self.train_tokens: np.ndarray | None = None
         self.val_tokens: np.ndarray | None = None
@@ -238,10 +242,17 @@ class TextDataModule(L.LightningDataModule):
         return self.tokenizer.vocab_size
 
     def train_dataloader(self) -> DataLoader:
-        dataset = RandomWindows(  # a resumed run draws the windows the uninterrupted run draws from here on
-            self.tokens_path("train"), self.block_size, self.batch_size, seed=self.seed,
-            start_batch=batches_drawn(self.trainer),
-        )  # fmt: skip
+        start = batches_drawn(self.trainer)  # a resumed run draws the windows the uninterrupted run draws
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        if use_device_windows(self.device_resident, len(self.train_tokens), device):
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            return DeviceWindows(  # type: ignore[return-value]  (an iterable of batches, already on the device)
+                self.train_tokens, self.block_size, self.batch_size, device=device, seed=self.seed, rank=rank,
+                start_batch=start,
+            )  # fmt: skip
+        dataset = RandomWindows(
+            self.tokens_path("train"), self.block_size, self.batch_size, seed=self.seed, start_batch=start
+        )
         return DataLoader(dataset, batch_size=None, num_workers=self.num_workers, pin_memory=torch.cuda.is_available())
 
     def val_dataloader(self) -> DataLoader:

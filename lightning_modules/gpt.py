@@ -7,6 +7,7 @@ from torchmetrics import MeanMetric
 
 from datamodules.text_tokenizers import build_tokenizer
 from lightning_modules.base import TformerModule
+from lightning_modules.compiling import check_compile_options, compile_model, eager
 from lightning_modules.optim import OptimConfig
 from models.gpt import GPT, GPTConfig
 
@@ -19,8 +20,17 @@ class GPTLitModule(TformerModule):
     family = FAMILY
     config_class = GPTConfig
 
-    def __init__(self, model: GPTConfig | dict, tokenizer: dict, optim: dict | None = None, compile: bool = False):
+    def __init__(
+        self,
+        model: GPTConfig | dict,
+        tokenizer: dict,
+        optim: dict | None = None,
+        compile: bool = False,
+        compile_mode: str | None = None,
+        compile_scope: str = "model",
+    ):
         super().__init__()
+        check_compile_options(compile_scope, compile_mode)
         self.config = model if isinstance(model, GPTConfig) else GPTConfig(**model)
         model = self.config.to_dict()  # the checkpoint keeps plain values (save_hyperparameters reads the locals)
         self.save_hyperparameters()
@@ -28,8 +38,10 @@ class GPTLitModule(TformerModule):
         self.model = GPT(self.config)
         self.tokenizer = build_tokenizer(tokenizer)
         self.val_loss = MeanMetric()
-        # A compiled view that is not a registered submodule: checkpoints keep plain parameter names.
-        object.__setattr__(self, "_forward", torch.compile(self.model) if compile else self.model)
+        # Compiled (a view of the whole model, or its blocks in place), never a registered submodule:
+        # checkpoints keep plain parameter names.
+        object.__setattr__(self, "_forward", compile_model(self.model, scope=compile_scope, mode=compile_mode)
+                           if compile else self.model)  # fmt: skip
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         return self._forward(idx, targets)
@@ -67,7 +79,8 @@ class GPTLitModule(TformerModule):
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(seed)
-        out = self.model.generate(
-            idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
-        )
+        with eager():  # compiled blocks would recompile for every new length
+            out = self.model.generate(
+                idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+            )
         return [self.tokenizer.decode(row.tolist()) for row in out]

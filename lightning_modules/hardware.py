@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
 from lightning.fabric.utilities.throughput import get_available_flops
 
 # Dense (no 2:4 sparsity) peak FLOP/s per GPU, checked before Lightning's table, which does not recognise
-# a plain "NVIDIA H200" and lists the H200 at its sparse figures. Keys are matched in order against the
-# lower-cased device name ("gh200" before "h200").
+# a plain "NVIDIA H200" and lists the H200 and the H100 NVL at their sparse figures. Keys are matched in
+# order against the lower-cased device name ("gh200" before "h200").
 PEAK_FLOPS: dict[str, dict[torch.dtype | str, float]] = {
     "gh200": {torch.float32: 67e12, "tfloat32": 494.7e12, torch.bfloat16: 989.4e12, torch.float16: 989.4e12},
     "h200 nvl": {torch.float32: 60e12, "tfloat32": 417.5e12, torch.bfloat16: 835.5e12, torch.float16: 835.5e12},
     "h200": {torch.float32: 67e12, "tfloat32": 494.7e12, torch.bfloat16: 989.4e12, torch.float16: 989.4e12},
+    # Lightning lists the H100 NVL at its sparse figures too (bf16 1978.8); dense per GPU:
+    "h100 nvl": {torch.float32: 60e12, "tfloat32": 417.5e12, torch.bfloat16: 835.5e12, torch.float16: 835.5e12},
 }
 
 
@@ -100,3 +103,34 @@ def current_memory(device: torch.device) -> int | None:
     if device.type == "cuda":
         return torch.cuda.memory_allocated(device)
     return rss_bytes()
+
+
+# Time
+
+
+LAUNCH_ENV = "TFORMER_LAUNCH_TIME"
+
+
+def launch_time() -> float:
+    """When this run was launched (Unix seconds): $TFORMER_LAUNCH_TIME, which train.py sets as it starts
+    unless a launcher (a benchmark, a DDP parent) set it before, else the start of this process."""
+    value = os.environ.get(LAUNCH_ENV)
+    if value:
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    try:  # /proc/self/stat field 22: start time in clock ticks after boot; /proc/stat btime: boot time
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        btime = next(int(x.split()[1]) for x in Path("/proc/stat").read_text().splitlines() if x.startswith("btime"))
+        return btime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return _IMPORTED
+
+
+def since_launch() -> float:
+    """Wall-clock seconds since launch_time()."""
+    return time.time() - launch_time()
+
+
+_IMPORTED = time.time()

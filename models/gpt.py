@@ -31,8 +31,17 @@ class GPTConfig(ModelConfig):
     bias: bool = True  # biases in Linear and LayerNorm layers (GPT-2: True)
     attention: str = "sdpa"  # sdpa | flash | math
     name: str = "gpt"  # a label for logs and reports
+    # Embedding and head rows rounded up to a multiple of this (GPT-2's 50257 -> 50304 with 64, as nanoGPT
+    # does): matmul shapes the GPU's tensor cores tile well. The extra ids are never targets or samples.
+    vocab_multiple: int = 1
 
-    integer_fields = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")
+    integer_fields = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "vocab_multiple")
+
+    @property
+    def padded_vocab_size(self) -> int:
+        """Rows of the embedding and the head: vocab_size rounded up to a multiple of vocab_multiple."""
+        return -(-self.vocab_size // self.vocab_multiple) * self.vocab_multiple
+
     count_params = sizing.num_params  # 12·L·C² + biases and norms + (V + T)·C, the head tied
     count_flops = sizing.flops_per_token  # 6N + 12·L·T·C (PaLM appendix B)
 
@@ -43,7 +52,7 @@ class GPT(nn.Module):
         self.config = config
         self.transformer = nn.ModuleDict(
             dict(
-                wte=nn.Embedding(config.vocab_size, config.n_embd),
+                wte=nn.Embedding(config.padded_vocab_size, config.n_embd),
                 wpe=nn.Embedding(config.block_size, config.n_embd),
                 drop=nn.Dropout(config.dropout),
                 h=nn.ModuleList(
@@ -60,7 +69,7 @@ class GPT(nn.Module):
                 ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
             )
         )
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # weight tying
         self.apply(self._init_weights)
         # GPT-2: residual projections scaled by 1/sqrt(2L) so the residual stream's variance stays put.
@@ -102,6 +111,9 @@ class GPT(nn.Module):
         last_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) token ids -> logits (B, T, V) (or (B, 1, V) with last_only) and the mean loss.
+
+        V is the padded vocabulary (config.padded_vocab_size); its extra ids are never targets, so training
+        pushes their logits down, and sampling (generate) leaves them out.
 
         With `cache`, idx continues the cached sequence: positions start at the cache length.
         """
@@ -162,7 +174,11 @@ class GPT(nn.Module):
             else:
                 logits, _ = self(idx[:, window_start:], last_only=True)
             next_token = sample_next(
-                logits[:, -1, :], temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+                logits[:, -1, : self.config.vocab_size],
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                generator=generator,
             )
             idx = torch.cat((idx, next_token), dim=1)
         self.train(was_training)

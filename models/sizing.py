@@ -4,7 +4,8 @@ The one home of this arithmetic: `GPTConfig.num_params()` / `Seq2SeqConfig.num_p
 `flops_per_token()` call it. Everything here is arithmetic on a config, so a 175B-parameter model is sized
 in microseconds; `meta_num_params` builds the real module on the meta device (no memory) to check it.
 
-Shapes: B batch, T sequence length, C = n_embd, H = n_head, D = C // H, L = n_layer, V = vocab_size.
+Shapes: B batch, T sequence length, C = n_embd, H = n_head, D = C // H, L = n_layer, V = vocab_size (for the
+GPT: padded_vocab_size, the rows its embedding and head really have).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def param_counts(cfg: GPTConfig) -> dict[str, int]:
         k: cfg.n_layer * (fan_in * fan_out + b * fan_out) for k, (fan_in, fan_out) in layer_matrices(cfg).items()
     }
     return {
-        "token_embedding": cfg.vocab_size * c,
+        "token_embedding": cfg.padded_vocab_size * c,
         "position_embedding": cfg.block_size * c,
         **linears,
         "norms": (2 * cfg.n_layer + 1) * (c + b * c),
@@ -130,7 +131,7 @@ class MatrixRow:
 
 def matrix_breakdown(cfg: GPTConfig) -> list[MatrixRow]:
     """The per-matrix table usually drawn for GPT-3: embedding, q, k, v, output, MLP, unembedding."""
-    c, h, d, v, layers, b = cfg.n_embd, cfg.n_head, cfg.head_dim, cfg.vocab_size, cfg.n_layer, int(cfg.bias)
+    c, h, d, v, layers, b = cfg.n_embd, cfg.n_head, cfg.head_dim, cfg.padded_vocab_size, cfg.n_layer, int(cfg.bias)
     names = {"attn_query": "query W_Q", "attn_key": "key W_K", "attn_value": "value W_V", "attn_output": "output W_O",
              "mlp_up": "MLP up W_1", "mlp_down": "MLP down W_2"}  # fmt: skip
     matrices = layer_matrices(cfg)
@@ -252,7 +253,7 @@ def activation_bytes(
     full-width float tensor on CPU); math attention adds the (B, H, T, T) probabilities.
     """
     p = precision_of(precision)
-    b, t, c, h, v = batch_size, seq_len, cfg.n_embd, cfg.n_head, cfg.vocab_size
+    b, t, c, h, v = batch_size, seq_len, cfg.n_embd, cfg.n_head, cfg.padded_vocab_size
     btc, bt, bhtt = b * t * c, b * t, b * h * t * t
     drop = cfg.dropout > 0
     mask = 1 if device == "cuda" else p.act  # dropout mask bytes per element
@@ -285,8 +286,8 @@ def backward_buffer_bytes(cfg: GPTConfig, batch_size: int, seq_len: int, *, prec
     residual gradient, the 4C-wide GELU-output gradient, and the head's and that MLP's weight gradients)."""
     p = precision_of(precision)
     bt, c = batch_size * seq_len, cfg.n_embd
-    loss = 2 * 4 * bt * cfg.vocab_size
-    layer = (4 * p.act + p.resid) * bt * c + (cfg.vocab_size * c + 8 * c * c) * p.param
+    loss = 2 * 4 * bt * cfg.padded_vocab_size
+    layer = (4 * p.act + p.resid) * bt * c + (cfg.padded_vocab_size * c + 8 * c * c) * p.param
     return max(loss, layer)
 
 

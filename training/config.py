@@ -23,6 +23,18 @@ def auto_precision(accelerator: str = "auto") -> str:
     return "32-true"
 
 
+def auto_compile(accelerator: str = "auto", model_target: str = "", strategy=None) -> bool:
+    """torch.compile where it pays: a CUDA GPU and a model of fixed batch shapes (the GPT). Seq2seq batches
+    vary in shape (token-budget buckets), so every new shape would recompile; FSDP shards the model after
+    the compiled view is made, so it stays eager there unless compile=true is asked for."""
+    import torch
+
+    if "fsdp" in str(strategy).lower():
+        return False
+    wants_gpu = accelerator in ("auto", "gpu", "cuda")
+    return wants_gpu and torch.cuda.is_available() and model_target.endswith("GPTConfig")
+
+
 def wandb_credentials() -> bool:
     """True when a W&B API key is configured (environment or ~/.netrc); no network call."""
     if os.environ.get("WANDB_API_KEY"):
@@ -66,6 +78,7 @@ def register_resolvers() -> None:
 
     resolvers = (
         ("auto_precision", auto_precision),
+        ("auto_compile", auto_compile),
         ("wandb_offline", wandb_offline),
         ("rank_zero", rank_zero),
         ("corpus_name", corpus_name),

@@ -16,7 +16,14 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.throughput import Throughput
 
-from lightning_modules.hardware import compute_dtype, current_memory, peak_flops, peak_memory, reset_peak_memory
+from lightning_modules.hardware import (
+    compute_dtype,
+    current_memory,
+    peak_flops,
+    peak_memory,
+    reset_peak_memory,
+    since_launch,
+)
 
 log = logging.getLogger("tformer")
 
@@ -51,6 +58,8 @@ class Measure(L.Callback):
     ThroughputMonitor callback is not used because it logs validation rates against validation batch
     indices (which scrambles the step axis of metrics.csv) and needs 100 batches before its first rate.
     MFU = model FLOP/s per device / the device's peak (`peak_flops`): absent on CPUs and unknown GPUs.
+    `perf/elapsed`, logged with every validation, is the wall-clock time since launch
+    (`hardware.launch_time`): "time to reach val loss X" reads off metrics.csv.
     Model FLOPs per token come from the module's `config.flops_per_token(T)` (6N + 12·L·T·C for the GPT).
     """
 
@@ -68,7 +77,9 @@ class Measure(L.Callback):
         self.precision = str(trainer.precision)
         self.peak = peak_flops(self.device, compute_dtype(self.precision))
         self.throughput = Throughput(available_flops=self.peak, world_size=trainer.world_size, window_size=2)
-        self.history: dict[str, list[float]] = {"tokens_per_sec": [], "step_time": [], "mfu": [], "val_time": []}
+        self.history: dict[str, list[float]] = {
+            "tokens_per_sec": [], "step_time": [], "mfu": [], "val_time": [], "elapsed": []
+        }  # fmt: skip
         self.estimate = None
         self.shape: tuple[int, int] | None = None
 
@@ -77,6 +88,7 @@ class Measure(L.Callback):
         reset_peak_memory(self.device)
         self.memory_at_start = current_memory(self.device)
         self.fit_start = time.perf_counter()
+        self.summary["launch_to_fit_start"] = since_launch()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._sync()
@@ -155,8 +167,11 @@ class Measure(L.Callback):
         if hasattr(self, "train_start"):
             self.paused += seconds
         self.history["val_time"].append(seconds)
+        self.history["elapsed"].append(since_launch())
         if trainer.is_global_zero:
-            log_metrics(trainer, {self.prefix + "val_time": seconds})
+            log_metrics(
+                trainer, {self.prefix + "val_time": seconds, self.prefix + "elapsed": self.history["elapsed"][-1]}
+            )
 
     # -- end ----------------------------------------------------------------------------------------------
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -183,6 +198,7 @@ class Measure(L.Callback):
                 "val_time": mean(h["val_time"]) if h["val_time"] else None,
                 "val_passes": len(h["val_time"]),
                 "total_time": total,
+                "launch_to_train_end": since_launch(),
                 "memory_kind": "cuda_max_allocated" if self.device.type == "cuda" else "process_peak_rss",
                 "memory_at_start_mb": (self.memory_at_start or 0) / MB if self.memory_at_start is not None else None,
                 "peak_memory_mb": self._peak_mb(),

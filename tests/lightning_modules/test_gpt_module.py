@@ -85,3 +85,35 @@ def test_secrets_never_reach_logged_config():
     assert logged["logger"]["wandb"] == {"api_key": REDACTED, "project": "p"}
     assert logged["hf_token"] == REDACTED and logged["x"] == [1]
     assert "abc123" not in str(redact({"nested": [{"password": "abc123"}]}))
+
+
+def test_compile_options_are_checked_and_blocks_compile_in_place(monkeypatch):
+    import functools
+
+    with pytest.raises(ValueError, match="module.compile_scope='layers' is unknown"):
+        GPTLitModule(model=MODEL, tokenizer=TOKENIZER, compile=True, compile_scope="layers")
+    with pytest.raises(ValueError, match="module.compile_mode='fast' is unknown"):
+        GPTLitModule(model=MODEL, tokenizer=TOKENIZER, compile=True, compile_mode="fast")
+    graphs = []  # every graph torch.compile builds (a recording backend instead of inductor: no C++ build)
+
+    def record(gm, inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=record))
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    plain = GPTLitModule(model={**MODEL, "n_layer": 3}, tokenizer=TOKENIZER)
+    compiled = GPTLitModule(model={**MODEL, "n_layer": 3}, tokenizer=TOKENIZER, compile=True, compile_scope="blocks")
+    compiled.load_state_dict(plain.state_dict())
+    assert compiled._forward is compiled.model  # blocks compiled in place, the model itself is called
+    assert list(compiled.state_dict()) == list(plain.state_dict())  # checkpoints keep plain names
+    idx = torch.randint(0, 11, (2, 8))
+    torch.testing.assert_close(compiled.train()(idx, idx)[1], plain.train()(idx, idx)[1])
+    assert len(graphs) == 1  # three identical blocks, one compiled graph
+    compiled.eval()(idx, idx)
+    assert len(graphs) == 2  # and one more for evaluation (no dropout)
+    # sampling runs eagerly (no compile for every new length) and gives what the plain model gives
+    a = compiled.sample("abc", num_samples=2, max_new_tokens=4, seed=0)
+    assert a == plain.sample("abc", num_samples=2, max_new_tokens=4, seed=0)
+    assert len(graphs) == 2

@@ -61,6 +61,7 @@ def test_no_peak_on_cpu():
         ("NVIDIA GH200 480GB", torch.bfloat16, 989.4e12),
         ("NVIDIA H200", torch.float32, 494.7e12),  # float32 matmuls run as TF32 at precision "high"
         ("NVIDIA H100 80GB HBM3", torch.bfloat16, 989.4e12),  # Lightning's table
+        ("NVIDIA H100 NVL", torch.bfloat16, 835.5e12),  # dense, not Lightning's sparse 1978.8
         ("NVIDIA A100-SXM4-80GB", torch.bfloat16, 312e12),
         ("Some Future GPU", torch.bfloat16, None),
     ],
@@ -133,6 +134,12 @@ def test_perf_metrics_reach_the_metrics_file(cpu_fit):
         assert column(rows, f"perf/{key}"), key
         assert all(v > 0 for v in column(rows, f"perf/{key}"))
     assert len(column(rows, "perf/val_time")) == 2  # one per validation pass (steps 2 and 4)
+    # wall time since launch with every validation, on the rows (steps) of the val/loss it belongs to
+    elapsed = {r["step"]: float(r["perf/elapsed"]) for r in rows if r.get("perf/elapsed")}
+    val_steps = [r["step"] for r in rows if r.get("val/loss")]
+    assert sorted(elapsed) == sorted(val_steps) and len(val_steps) == 2
+    first, second = (elapsed[s] for s in sorted(elapsed, key=int))
+    assert 0 < first < second
     assert len(column(rows, "perf/total_time")) == 1
     assert "perf/mfu" not in rows[0]  # no device peak on a CPU: no MFU at all
     # flops/s is tokens/s x the model's FLOPs per token (6N + 12·L·T·C) over the same interval
@@ -145,6 +152,7 @@ def test_perf_metrics_reach_the_metrics_file(cpu_fit):
     assert summary["params"] == sizing.num_params(module.config)
     assert summary["flops_per_token"] == fpt
     assert summary["steps"] == 4 and summary["val_passes"] == 2
+    assert 0 < summary["launch_to_fit_start"] < summary["history"]["elapsed"][0] <= summary["launch_to_train_end"]
     assert summary["memory_kind"] == "process_peak_rss"
     assert summary["peak_memory_mb"] >= summary["memory_at_start_mb"] > 0
     est = sizing.memory_estimate(module.config, 4, 16, precision="32-true", device="cpu")

@@ -35,7 +35,9 @@ class TformerModule(L.LightningModule):
     def configure_optimizers(self):
         optimizer = make_adamw(self.model, self.optim_cfg, device_type=self.device.type)
         scheduler = LambdaLR(optimizer, lr_lambda(self.optim_cfg, self.schedule_steps()))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        # named: LearningRateMonitor (conf/callbacks) logs the rate as train/lr/<param group>
+        schedule = {"scheduler": scheduler, "interval": "step", "name": "train/lr"}
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
 
     def on_before_optimizer_step(self, optimizer) -> None:
         # Clip here rather than through Trainer(gradient_clip_val=...), which rejects fused AdamW.

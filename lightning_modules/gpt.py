@@ -38,7 +38,6 @@ class GPTLitModule(TformerModule):
         x, y = batch
         _, loss = self(x, y)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=x.size(0))
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
 
     def validation_step(self, batch, batch_idx):

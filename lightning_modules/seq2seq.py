@@ -105,7 +105,6 @@ class Seq2SeqLitModule(TformerModule):
         loss = self._loss(logits, batch["tgt_out"], self.hparams.label_smoothing)
         n = batch["src"].size(0)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=n)
         self.log("train/tokens", batch["tgt_out"].ne(self.pad_id).sum().float(), on_step=True, batch_size=n)
         return loss
 

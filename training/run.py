@@ -8,7 +8,6 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from omegaconf import DictConfig, OmegaConf
 
@@ -16,36 +15,24 @@ from training import distributed
 from training.checkpoint import check_family, read_checkpoint
 from training.checks import build_model_config, check_data_family, check_lengths
 from training.config import loggable
-from training.duration import warn_cpu_duration
+from training.console import config_tree, outputs_summary, quiet_libraries
+from training.duration import check_cpu_duration
 from training.families import module_for_config
+from training.loggers import WandbRunId, announce_wandb, build_loggers, finish_wandb, wandb_logger, watch
 
 log = logging.getLogger("tformer")
 
 
-def build_loggers(cfg: DictConfig) -> list[Logger]:
-    loggers: list[Logger] = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    if not any(type(lg).__name__ == "CSVLogger" for lg in loggers):
-        from lightning.pytorch.loggers import CSVLogger
-
-        loggers.append(CSVLogger(cfg.paths.output_dir, name="csv", version=""))
-    return loggers
-
-
-def announce_wandb(loggers: list[Logger]) -> None:
-    for lg in loggers:
-        if isinstance(lg, WandbLogger) and lg._offline:
-            run_dir = Path(lg.experiment.dir).parent
-            log.info("W&B is offline (no credentials). Upload this run later with: wandb sync %s", run_dir)
-
-
 def train(cfg: DictConfig) -> float | None:
     """Train per cfg; return the best val/loss (what sweepers minimise)."""
+    quiet_libraries()
     out = Path(cfg.paths.output_dir)
     log.info("Run directory: %s", out.resolve())
     model_cfg = build_model_config(cfg)  # built and validated once, before any data work
     module_cls = module_for_config(model_cfg)
-    if cfg.get("ckpt_path"):
-        check_family(read_checkpoint(cfg.ckpt_path), module_cls.family, path=cfg.ckpt_path)
+    resumed = read_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+    if resumed is not None:
+        check_family(resumed, module_cls.family, path=cfg.ckpt_path)
     L.seed_everything(cfg.seed, workers=True)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
@@ -57,6 +44,9 @@ def train(cfg: DictConfig) -> float | None:
     datamodule.setup("fit")
     model_cfg.vocab_size = datamodule.vocab_size  # known once the tokenizer is
     log.info("Model %s: %.2fM parameters", model_cfg.name, model_cfg.num_params() / 1e6)
+    if distributed.env_rank_is_zero():
+        log.info("%s", config_tree(cfg))
+        check_cpu_duration(cfg, model_cfg)  # above an hour on a CPU: only with yes=true or an answer
 
     module = module_cls(
         model=model_cfg,
@@ -65,8 +55,11 @@ def train(cfg: DictConfig) -> float | None:
         compile=bool(cfg.compile),
         **OmegaConf.to_container(cfg.get("module") or OmegaConf.create({}), resolve=True),
     )
-    loggers = build_loggers(cfg)
+    loggers = build_loggers(cfg, resumed)
+    del resumed  # the checkpoint's tensors: Lightning loads them again in fit
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    if wandb_logger(loggers) is not None:
+        callbacks.append(WandbRunId(cfg.paths.output_dir))
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
     distributed.attach(trainer, batch_size=cfg.data.get("batch_size"))  # ddp that also works under -m
     if trainer.is_global_zero:
@@ -75,7 +68,7 @@ def train(cfg: DictConfig) -> float | None:
         for lg in loggers:
             lg.log_hyperparams(loggable(cfg))
         announce_wandb(loggers)
-        warn_cpu_duration(cfg, model_cfg)
+        watch(loggers, module, cfg)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
@@ -89,12 +82,8 @@ def train(cfg: DictConfig) -> float | None:
         if ckpt is not None:
             log.info("Best checkpoint: %s (%s %s)", ckpt.best_model_path, ckpt.monitor, _fmt(best))
             log.info("Last checkpoint: %s", ckpt.last_model_path)
-        log.info("Outputs: %s", out.resolve())
-    for lg in loggers:
-        if isinstance(lg, WandbLogger):
-            import wandb
-
-            wandb.finish()
+        log.info("%s", outputs_summary(out))
+    finish_wandb(loggers)
     return float(best) if best is not None else None
 
 

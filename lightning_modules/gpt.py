@@ -60,14 +60,22 @@ class GPTLitModule(TformerModule):
         top_k: int | None = 200,
         top_p: float | None = None,
         seed: int | None = None,
+        on_token=None,
     ) -> list[str]:
-        """Generate num_samples continuations of prompt, returned as text (prompt included)."""
+        """Generate num_samples continuations of prompt as one batch (KV cache), returned as text (prompt
+        included). on_token(length) is called after every new token (progress)."""
         ids = self.tokenizer.encode(prompt) or [0]
         idx = torch.tensor([ids] * num_samples, dtype=torch.long, device=self.device)
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(seed)
         out = self.model.generate(
-            idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+            idx,
+            max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            generator=generator,
+            on_token=on_token,
         )
         return [self.tokenizer.decode(row.tolist()) for row in out]

@@ -11,6 +11,7 @@ import pytest
 from analysis.plots import PLOTS
 from analysis.report import make_report
 from analysis.runs import find_runs
+from tests.wandb_records import summarize
 
 
 def make_run(root: Path, name: str, *, n_layer: int, val: list[float] | None, measure: bool = True) -> Path:
@@ -20,6 +21,7 @@ def make_run(root: Path, name: str, *, n_layer: int, val: list[float] | None, me
     (run / "config.yaml").write_text(
         "data:\n  batch_size: 8\n  block_size: 32\n  tokenizer: char\n"
         f"model:\n  n_layer: {n_layer}\n  n_head: 2\n  n_embd: 32\n  bias: false\n  block_size: 32\n"
+        "logger:\n  wandb:\n    project: sizes\n    group: multirun-7\n"
     )
     if val is not None:
         (run / "csv").mkdir()
@@ -70,6 +72,9 @@ def test_report_table_and_plots(tmp_path, monkeypatch):
     # the figures went to an offline W&B run inside the report directory
     images = list((out / "wandb").glob("offline-run-*/files/media/images/report/*.png"))
     assert len(images) == len(PLOTS)
+    (run_file,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
+    record = summarize(run_file)["run"]  # in the sweep's W&B project and group, beside its jobs
+    assert record.project == "sizes" and record.run_group == "multirun-7"
 
 
 def test_report_refuses_paths_without_runs(tmp_path):

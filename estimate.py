@@ -33,8 +33,10 @@ def hydra_args(argv: list[str]) -> list[str]:
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
     from analysis.estimate import build_estimate, print_estimate
+    from training.cli import user_errors
 
-    print_estimate(build_estimate(cfg), breakdown=bool(cfg.get("breakdown", False)))
+    with user_errors():  # bad input: one line, exit 1
+        print_estimate(build_estimate(cfg), breakdown=bool(cfg.get("breakdown", False)))
 
 
 if __name__ == "__main__":

@@ -21,11 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from analysis.report import make_report
+    from training.cli import user_errors
 
-    try:
+    with user_errors():  # a missing run directory, unreadable files: one line, exit 1
         result = make_report(args.paths, args.out, wandb_mode=args.wandb)
-    except FileNotFoundError as err:
-        parser.error(str(err))
     runs = result["runs"]
     print(result["table"].read_text())
     print(f"{len(runs)} run(s); report in {result['out']}:")

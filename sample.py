@@ -1,24 +1,41 @@
-"""Sample text from a GPT checkpoint: `python sample.py ckpt_path=... prompt="ROMEO:" num_samples=3`."""
+"""Sample text from a GPT checkpoint: `python sample.py ckpt_path=... prompt=ROMEO: num_samples=3`.
+
+`prompt=` takes any text as it is, commas, colons, quotes and non-ASCII letters included (no Hydra quoting
+needed): `python sample.py ckpt_path=... "prompt=ROMEO: Hello, world"`.
+"""
 
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
+from training.cli import quote_free_text, user_errors
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="sample")
-def main(cfg: DictConfig) -> None:
+FREE_TEXT_KEYS = ("prompt",)
+OPTIONS = ("num_samples", "max_new_tokens", "temperature", "top_k", "top_p", "seed")
+
+
+def sample(cfg: DictConfig) -> None:
     import torch
 
     from training.checkpoint import load_module
+    from training.checks import check_sampling
 
+    options = {key: cfg[key] for key in OPTIONS}
+    check_sampling(options)
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     module = load_module(cfg.ckpt_path, "gpt", device=device)
-    options = ("num_samples", "max_new_tokens", "temperature", "top_k", "top_p", "seed")
-    samples = module.sample(str(cfg.prompt), **{key: cfg[key] for key in options})
+    samples = module.sample(str(cfg.prompt), **options)
     for i, text in enumerate(samples):
         sys.stdout.write(f"--- sample {i} ---\n{text}\n")
 
 
+@hydra.main(version_base="1.3", config_path="conf", config_name="sample")
+def main(cfg: DictConfig) -> None:
+    with user_errors():  # bad input: one line, exit 1
+        sample(cfg)
+
+
 if __name__ == "__main__":
+    sys.argv = quote_free_text(sys.argv, FREE_TEXT_KEYS)
     main()

@@ -13,10 +13,12 @@ os.environ.setdefault("TFORMER_ROOT", str(Path(__file__).resolve().parent))  # c
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from training.cli import user_errors
     from training.run import train
     from training.sweep import run_job
 
-    return run_job(cfg, train)  # in a multirun, a failing job is recorded and the sweep goes on
+    with user_errors():  # bad input: one line, exit 1 (HYDRA_FULL_ERROR=1 shows the traceback)
+        return run_job(cfg, train)  # in a multirun, a failing job is recorded and the sweep goes on
 
 
 if __name__ == "__main__":

@@ -4,12 +4,13 @@ Or `input=file.txt` (one sentence a line, translations in the same order, empty 
 Sentences longer than the model's maximum length are truncated with a warning.
 """
 
-import re
 import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
+
+from training.cli import quote_free_text, user_errors
 
 
 def read_input(cfg: DictConfig) -> list[str]:
@@ -28,28 +29,10 @@ def read_input(cfg: DictConfig) -> list[str]:
         raise ValueError(f"input={cfg.input}: {err}") from err
 
 
-FREE_TEXT_KEYS = ("text", "input", "output")
+FREE_TEXT_KEYS = ("text", "input", "output")  # any text, no Hydra quoting needed (training/cli.quote_free_text)
 
 
-def quote_free_text(argv: list[str]) -> list[str]:
-    """Quote text=/input=/output= values for Hydra's override parser, which rejects unquoted non-ASCII
-    letters and commas: `text=Ein Mann fährt Fahrrad.` becomes `text='Ein Mann fährt Fahrrad.'`.
-    Values the user already quoted are left alone."""
-    out = []
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
-        if sep and key in FREE_TEXT_KEYS and not quoted and value != "null":
-            # Hydra: backslashes escape only before a quote (and the closing quote); ${ would interpolate.
-            escaped = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
-            escaped = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped).replace("${", "\\${")
-            arg = f"{key}='{escaped}'"
-        out.append(arg)
-    return out
-
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="translate")
-def main(cfg: DictConfig) -> None:
+def translate(cfg: DictConfig) -> None:
     import torch
 
     from training.checkpoint import load_module
@@ -72,6 +55,12 @@ def main(cfg: DictConfig) -> None:
         sys.stdout.write(text)
 
 
+@hydra.main(version_base="1.3", config_path="conf", config_name="translate")
+def main(cfg: DictConfig) -> None:
+    with user_errors():  # bad input: one line, exit 1
+        translate(cfg)
+
+
 if __name__ == "__main__":
-    sys.argv = quote_free_text(sys.argv)
+    sys.argv = quote_free_text(sys.argv, FREE_TEXT_KEYS)
     main()

@@ -24,12 +24,31 @@ class OptimConfig:
     grad_clip: float = 1.0  # 0 disables clipping
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+        """Every field checked on construction, each error naming its `optim.<field>` override."""
+        for name in ("lr", "min_lr", "weight_decay", "beta1", "beta2", "eps", "grad_clip"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"optim.{name}={value!r} must be a number")
+        for name in ("warmup_steps", "decay_steps"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ValueError(f"optim.{name}={value!r} must be an integer")
+        checks = (
+            ("lr", self.lr > 0, "must be > 0"),
+            ("min_lr", 0 <= self.min_lr <= self.lr, f"must be in [0, optim.lr={self.lr}]"),
+            ("beta1", 0 <= self.beta1 < 1, "must be in [0, 1)"),
+            ("beta2", 0 <= self.beta2 < 1, "must be in [0, 1)"),
+            ("eps", self.eps > 0, "must be > 0"),
+            ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
+            ("grad_clip", self.grad_clip >= 0, "must be > 0 (the gradient norm's limit) or 0 (no clipping)"),
+            ("warmup_steps", self.warmup_steps >= 0, "must be >= 0"),
+            ("decay_steps", self.decay_steps is None or self.decay_steps > 0, "must be > 0 (or null: max_steps)"),
+        )
+        for name, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"optim.{name}={getattr(self, name)} {rule}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"optim.schedule={self.schedule!r} is unknown; choose one of {sorted(SCHEDULES)}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

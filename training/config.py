@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -60,11 +61,22 @@ def rank_zero(value, otherwise=None):
     return value if env_rank_is_zero() else otherwise
 
 
+RUN_SUFFIX = secrets.token_hex(3)
+
+
+def run_suffix() -> str:
+    """Six random hex digits, the same for the whole process: the end of a run or multirun directory's name,
+    so that runs started in the same second (by a script, on several machines) never share a directory."""
+    return RUN_SUFFIX
+
+
 def register_resolvers() -> None:
     resolvers = (("auto_precision", auto_precision), ("wandb_offline", wandb_offline), ("rank_zero", rank_zero))
     for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+    if not OmegaConf.has_resolver("run_suffix"):
+        OmegaConf.register_new_resolver("run_suffix", run_suffix, use_cache=True)
 
 
 def redact(obj):

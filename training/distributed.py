@@ -18,12 +18,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -97,6 +99,32 @@ class _RankWatcher(threading.Thread):
                 return
 
 
+def _is_timeout(exc: BaseException) -> bool:
+    """Whether a collective operation gave up waiting (gloo: "Timed out waiting ...", NCCL: "... timeout")."""
+    return bool(re.search(r"timed out|timeout", str(exc), re.IGNORECASE))
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def _process_state(pid: int) -> str:
+    """`stopped` (SIGSTOP, a debugger), `running`, `sleeping`, ... from /proc (Linux); `alive` elsewhere."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "alive"
+    return {"T": "stopped", "t": "stopped", "R": "running", "S": "sleeping", "D": "in uninterruptible I/O"}.get(
+        state, f"state {state}"
+    )
+
+
+def _stuck_ranks(procs: list[subprocess.Popen]) -> str | None:
+    """The extra ranks still alive, with their process state: `local rank 1 (pid 123, stopped)`."""
+    alive = [(i + 1, p.pid) for i, p in enumerate(procs) if p.poll() is None]
+    return ", ".join(f"local rank {r} (pid {pid}, {_process_state(pid)})" for r, pid in alive) or None
+
+
 def _kill(procs: list[subprocess.Popen]) -> None:
     for p in procs:
         if p.poll() is None:
@@ -124,8 +152,15 @@ class HydraJobLauncher(SubprocessScriptLauncher):
             result = function(*args, **kwargs)
         except BaseException as exc:
             watcher.stopped.set()
-            died = self._died_first()
+            stuck = _stuck_ranks(self.procs) if isinstance(exc, Exception) and _is_timeout(exc) else None
+            died = None if stuck else self._died_first()
             _kill(self.procs)
+            if stuck:  # a rank alive but not answering: rank zero gave up waiting for it
+                raise RuntimeError(
+                    f"DDP: {stuck} did not take part in a collective operation within the process-group timeout "
+                    f"(trainer.strategy.timeout); the run is stopped and its ranks killed. Rank zero's error: "
+                    f"{_first_line(exc)}"
+                ) from exc
             if died and isinstance(exc, Exception):  # rank zero only saw the broken connection: name the cause
                 raise RuntimeError(f"DDP: {died} (see its error above); rank zero then failed with: {exc}") from exc
             raise

@@ -16,24 +16,24 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig
 
+from training.checkpoint import WANDB_ID_KEY
 from training.private_api import drop_wandb_anonymous
 
 log = logging.getLogger("tformer")
 
-WANDB_ID_KEY = "tformer_wandb_run_id"  # in checkpoints
-WANDB_ID_FILE = "wandb_run_id"  # in the run directory
+WANDB_ID_FILE = "wandb_run_id"  # in the run directory (and WANDB_ID_KEY in checkpoints)
 
 
-def build_loggers(cfg: DictConfig, resumed: dict | None = None) -> list[Logger]:
-    """Every logger of cfg.logger (entries with a _target_), the W&B one resuming the checkpoint's W&B run,
-    and a CSV logger into <run>/csv when none is configured."""
+def build_loggers(cfg: DictConfig, wandb_run_id: str | None = None) -> list[Logger]:
+    """Every logger of cfg.logger (entries with a _target_), the W&B one continuing `wandb_run_id` (the resumed
+    checkpoint's W&B run), and a CSV logger into <run>/csv when none is configured."""
     loggers: list[Logger] = []
     for entry in (cfg.get("logger") or {}).values():
         if not isinstance(entry, DictConfig) or "_target_" not in entry:
             continue  # options such as logger.watch
         extra = {}
-        if resumed and resumed.get(WANDB_ID_KEY) and entry._target_.endswith("WandbLogger"):
-            extra["id"] = resumed[WANDB_ID_KEY]
+        if wandb_run_id and entry._target_.endswith("WandbLogger"):
+            extra["id"] = wandb_run_id
         logger = instantiate(entry, _convert_="all", **extra)
         if isinstance(logger, WandbLogger):
             drop_wandb_anonymous(logger)  # Lightning passes a setting wandb has deprecated (and warns about)

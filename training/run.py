@@ -12,13 +12,13 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from omegaconf import DictConfig, OmegaConf
 
 from training import distributed
-from training.checkpoint import check_family, read_checkpoint
-from training.checks import build_model_config, check_data_family, check_lengths
+from training.checkpoint_io import use_atomic_checkpoints
+from training.checks import check_data_family, check_resumed_sizes, check_run
 from training.config import loggable
 from training.console import config_tree, outputs_summary, quiet_libraries
 from training.duration import check_cpu_duration
-from training.families import module_for_config
 from training.loggers import WandbRunId, announce_wandb, build_loggers, finish_wandb, wandb_logger, watch
+from training.rundir import keep_earlier_metrics, save_config
 
 log = logging.getLogger("tformer")
 
@@ -28,25 +28,23 @@ def train(cfg: DictConfig) -> float | None:
     quiet_libraries()
     out = Path(cfg.paths.output_dir)
     log.info("Run directory: %s", out.resolve())
-    model_cfg = build_model_config(cfg)  # built and validated once, before any data work
-    module_cls = module_for_config(model_cfg)
-    resumed = read_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
-    if resumed is not None:
-        check_family(resumed, module_cls.family, path=cfg.ckpt_path)
+    # Config, model config (built and validated once), optimizer, steps, resumed checkpoint: before any data work.
+    model_cfg, module_cls, resumed = check_run(cfg)
     L.seed_everything(cfg.seed, workers=True)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
 
-    check_lengths(model_cfg, cfg.data)
     datamodule = _datamodule(cfg)
     check_data_family(datamodule, module_cls.family, cfg)
     datamodule.prepare_data()
     datamodule.setup("fit")
     model_cfg.vocab_size = datamodule.vocab_size  # known once the tokenizer is
+    if resumed is not None:
+        check_resumed_sizes(resumed.model, model_cfg, str(cfg.ckpt_path), fields=("vocab_size",))
     log.info("Model %s: %.2fM parameters", model_cfg.name, model_cfg.num_params() / 1e6)
     if distributed.env_rank_is_zero():
         log.info("%s", config_tree(cfg))
-        check_cpu_duration(cfg, model_cfg)  # above an hour on a CPU: only with yes=true or an answer
+        check_cpu_duration(cfg, model_cfg)  # above an hour on a CPU: only with long_cpu_run=true or a yes
 
     module = module_cls(
         model=model_cfg,
@@ -55,16 +53,16 @@ def train(cfg: DictConfig) -> float | None:
         compile=bool(cfg.compile),
         **OmegaConf.to_container(cfg.get("module") or OmegaConf.create({}), resolve=True),
     )
-    loggers = build_loggers(cfg, resumed)
-    del resumed  # the checkpoint's tensors: Lightning loads them again in fit
+    loggers = build_loggers(cfg, wandb_run_id=resumed.wandb_run_id if resumed else None)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     if wandb_logger(loggers) is not None:
         callbacks.append(WandbRunId(cfg.paths.output_dir))
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
     distributed.attach(trainer, batch_size=cfg.data.get("batch_size"))  # ddp that also works under -m
+    use_atomic_checkpoints(trainer)  # temporary file beside the checkpoint, then rename: never half a file
     if trainer.is_global_zero:
-        out.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+        save_config(cfg, out)  # claims the directory: stops if another run got there first
+        keep_earlier_metrics(out, cfg.get("ckpt_path"))
         for lg in loggers:
             lg.log_hyperparams(loggable(cfg))
         announce_wandb(loggers)
@@ -80,11 +78,19 @@ def train(cfg: DictConfig) -> float | None:
         trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None)
     if trainer.is_global_zero:
         if ckpt is not None:
-            log.info("Best checkpoint: %s (%s %s)", ckpt.best_model_path, ckpt.monitor, _fmt(best))
-            log.info("Last checkpoint: %s", ckpt.last_model_path)
+            log_checkpoints(ckpt, out, best)
         log.info("%s", outputs_summary(out))
     finish_wandb(loggers)
     return float(best) if best is not None else None
+
+
+def log_checkpoints(ckpt, out: Path, best) -> None:
+    """Name this run's best and last checkpoints; a best one restored from a resumed run is named as such."""
+    if ckpt.best_model_path and Path(ckpt.best_model_path).resolve().is_relative_to(out.resolve()):
+        log.info("Best checkpoint: %s (%s %s)", ckpt.best_model_path, ckpt.monitor, _fmt(best))
+    elif ckpt.best_model_path:
+        log.info("Best checkpoint: none saved by this run (the resumed run's best: %s)", ckpt.best_model_path)
+    log.info("Last checkpoint: %s", ckpt.last_model_path)
 
 
 # Keys of a data config that describe the data to the rest of the config, not arguments of its DataModule.

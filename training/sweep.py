@@ -6,7 +6,8 @@
 - a job that raises is recorded as failed (`<job dir>/status.json` with the reason, an error log line, its W&B
   run finished as failed) and returns `multirun.failed_value` to the sweeper, so the other jobs still run;
 - a plain single run (and any non-zero rank) re-raises: it exits non-zero as before.
-`SweepSummary` (a Hydra callback) collects the jobs' status files into `<multirun dir>/summary.csv`.
+`SweepSummary` (a Hydra callback) collects the jobs' status files into `<multirun dir>/summary.csv`; a multirun
+in which every job failed then exits with status 1.
 """
 
 from __future__ import annotations
@@ -96,10 +97,9 @@ def finish_wandb(*, failed: bool, reason: str | None = None) -> None:
 
 def _reason(exc: BaseException) -> str:
     """One line naming the error; a config class's own error rather than Hydra's wrapper around it."""
-    from hydra.errors import InstantiationException
+    from training.cli import root_cause
 
-    if isinstance(exc, InstantiationException) and exc.__cause__ is not None:
-        exc = exc.__cause__
+    exc = root_cause(exc)
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -161,8 +161,8 @@ def read_statuses(sweep_dir: Path) -> list[dict]:
 
 
 class SweepSummary(Callback):
-    """At the end of a multirun, write <multirun dir>/summary.csv (job, status, val_loss, overrides, error)
-    and log how many jobs finished or failed and which one was best."""
+    """At the end of a multirun, write <multirun dir>/summary.csv (job, status, val_loss, overrides, error),
+    log how many jobs finished or failed and which one was best, and exit with status 1 when every job failed."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -184,3 +184,6 @@ class SweepSummary(Callback):
         if done:
             best = min(done, key=lambda r: r["val_loss"])
             log.info("  best val/loss %.4f: job %s (%s)", best["val_loss"], best["job"], " ".join(best["overrides"]))
+        if len(failed) == len(rows):
+            log.error("Multirun: every job failed (%d of %d); see %s", len(failed), len(rows), sweep_dir / SUMMARY_FILE)
+            raise SystemExit(1)  # nothing trained: the sweep fails (with some jobs done it exits 0, as before)

@@ -59,3 +59,21 @@ def run_script(tmp_path):
 def run_dirs(tmp_path: Path, task: str = "train") -> list[Path]:
     """Run directories created under tmp_path/logs by train.py, oldest first."""
     return sorted((tmp_path / "logs" / task / "runs").glob("*"))
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> tuple[Path, str]:
+    """One tiny training run shared by the e2e tests that read it (never write into it: copy it first):
+    (run directory, stdout+stderr)."""
+    logs = tmp_path_factory.mktemp("logs")
+    proc = subprocess.run(
+        [sys.executable, "train.py", *TINY],
+        cwd=ROOT,
+        env={**os.environ, "TFORMER_LOG_DIR": str(logs)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (run,) = sorted((logs / "train" / "runs").glob("*"))
+    return run, proc.stdout + proc.stderr

@@ -43,3 +43,17 @@ class FailOnRank(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_rank == self.rank and trainer.global_step == self.step:
             raise RuntimeError(f"simulated failure on rank {self.rank} at step {self.step}")
+
+
+class StopOnRank(L.Callback):
+    """Stops its own process (SIGSTOP) on one rank at a training step: a rank that is alive but stuck."""
+
+    def __init__(self, rank: int, step: int = 2):
+        self.rank, self.step = rank, step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_rank == self.rank and trainer.global_step == self.step:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGSTOP)

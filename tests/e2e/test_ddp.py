@@ -6,6 +6,7 @@ Never start DDP inside the pytest process: Lightning's launcher would re-run pyt
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import pytest
@@ -98,6 +99,19 @@ def test_ddp_multirun_each_rank_joins_its_job(tmp_path):
     assert "Multirun: 4 job(s), 1 completed, 3 failed" in out
     # both DDP jobs built their own process group: the first one was torn down in between
     assert out.count("Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2") == 2
+
+
+def test_a_stopped_rank_ends_the_run_within_the_timeout(tmp_path):
+    """The second rank stops itself (SIGSTOP) at step 2: alive, but never answering. With the process-group timeout
+    shortened to 1 minute (the extra rank must still start within it), rank zero gives up, names the stopped
+    rank and kills it; no process outlives train.py (run_train checks), and a hang fails at run_train's timeout."""
+    stop = ["+callbacks.stop._target_=tests.e2e.ddp_probe.StopOnRank", "+callbacks.stop.rank=1"]
+    code, out = run_train([*DDP, "model.n_head=2", *stop, "trainer.strategy.timeout.minutes=1"], tmp_path=tmp_path,
+                          name="stopped", timeout=400)  # fmt: skip
+    assert code != 0, out[-4000:]
+    assert re.search(r"DDP: local rank 1 \(pid \d+, stopped\) did not take part in a collective operation within "
+                     r"the process-group timeout \(trainer.strategy.timeout\)", out), out[-4000:]  # fmt: skip
+    assert "Timed out waiting 60000ms" in out  # gloo's own words, after the configured minute
 
 
 def test_two_torchrun_nodes_on_localhost(tmp_path):

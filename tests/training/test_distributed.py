@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,27 @@ def test_attach_swaps_the_launcher_for_ddp_under_hydra(hydra_job):
     attach(trainer, batch_size=8)
     assert type(trainer.strategy.launcher) is HydraJobLauncher
     assert trainer.strategy.launcher.num_processes == 2
+
+
+def test_a_stuck_rank_is_named_with_its_process_state():
+    import signal
+    import subprocess
+
+    from training.distributed import _is_timeout, _stuck_ranks
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        done.wait(timeout=30)
+        sleeper.send_signal(signal.SIGSTOP)
+        for _ in range(100):  # the stop is asynchronous
+            if "stopped" in (_stuck_ranks([done, sleeper]) or ""):
+                break
+            time.sleep(0.05)
+        assert _stuck_ranks([done, sleeper]) == f"local rank 2 (pid {sleeper.pid}, stopped)"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert _stuck_ranks([done, sleeper]) is None
+    assert _is_timeout(RuntimeError("[gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 60000ms for recv"))
+    assert not _is_timeout(RuntimeError("simulated failure on rank 0 at step 2"))

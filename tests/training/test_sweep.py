@@ -114,3 +114,14 @@ def test_failed_job_marks_its_wandb_run_failed(hydra_job, tmp_path, monkeypatch)
     assert [r.exit.exit_code for r in records if r.HasField("exit")] == [1]
     summary = {i.key: i.value_json for r in records if r.HasField("summary") for i in r.summary.update}
     assert "CUDA out of memory (simulated)" in summary["failure"]
+
+
+def test_a_multirun_in_which_every_job_failed_exits_1(hydra_job, tmp_path, caplog):
+    for num in (0, 1):
+        run_job(hydra_job([f"seed={num}"], job_num=num), fails)
+    sweep_dir = tmp_path / "logs" / "train" / "multiruns" / "2030-01-01_00-00-00"
+    with pytest.raises(SystemExit) as exit_info:
+        SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}}}))
+    assert exit_info.value.code == 1
+    assert "Multirun: every job failed (2 of 2)" in caplog.text
+    assert [r.split(",")[1] for r in (sweep_dir / "summary.csv").read_text().splitlines()[1:]] == ["failed"] * 2

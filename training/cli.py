@@ -1,0 +1,97 @@
+"""What every entry point shares: bad input reported as one line, and free-text arguments.
+
+A *user error* is bad input (a config value, a file, a checkpoint) that the project's own checks caught:
+a `UserError`, or a `ValueError` / `FileNotFoundError` raised by a `raise` statement in this repository's
+code (models/, datamodules/, training/ ... check their input that way; a library's error, or one raised by
+a builtin inside our code, is not one). `user_errors()` prints it as one line, `Error: <message>`, and exits
+with status 1; anything else (a bug) keeps its traceback. `HYDRA_FULL_ERROR=1` shows the traceback of user
+errors too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import linecache
+import os
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+from hydra.errors import InstantiationException
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class UserError(Exception):
+    """Bad input; the message names the field (or file) and the fix."""
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """A config class's own error rather than Hydra's instantiate wrapper around it."""
+    while isinstance(exc, InstantiationException) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def _raised_by_project(exc: BaseException) -> bool:
+    """Whether the innermost frame of exc's traceback is a `raise` statement in this repository's code."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    path = Path(tb.tb_frame.f_code.co_filename).resolve()
+    if "site-packages" in path.parts or not path.is_relative_to(ROOT):
+        return False
+    return linecache.getline(str(path), tb.tb_lineno).lstrip().startswith("raise")
+
+
+def user_error_message(exc: BaseException) -> str | None:
+    """The one-line message of a user error, None for anything else (a bug: it keeps its traceback)."""
+    exc = root_cause(exc)
+    if isinstance(exc, UserError) or (isinstance(exc, (ValueError, FileNotFoundError)) and _raised_by_project(exc)):
+        return " ".join(str(exc).split()) or type(exc).__name__
+    return None
+
+
+def show_tracebacks() -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def fail(message: str) -> NoReturn:
+    """Print `Error: <message>` on stderr and exit with status 1 (SystemExit also passes Hydra's callbacks,
+    which turn exceptions into warnings)."""
+    sys.stderr.write(f"Error: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(1)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Around an entry point's work: a user error becomes `Error: <message>` on stderr and exit status 1."""
+    try:
+        yield
+    except Exception as exc:
+        message = user_error_message(exc)
+        if message is None or show_tracebacks():
+            raise
+        fail(message)
+
+
+def quote_free_text(argv: list[str], keys: tuple[str, ...]) -> list[str]:
+    """Quote the values of `keys` (key=value arguments) for Hydra's override parser, which rejects unquoted
+    commas, colons, brackets and non-ASCII letters: `text=Ein Mann fährt Fahrrad.` becomes
+    `text='Ein Mann fährt Fahrrad.'`. Values the user already quoted are left alone."""
+    out = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
+        if sep and key in keys and not quoted and value != "null":
+            # Hydra: backslashes escape only before a quote (and the closing quote); ${ would interpolate.
+            escaped = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
+            escaped = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped).replace("${", "\\${")
+            arg = f"{key}='{escaped}'"
+        out.append(arg)
+    return out

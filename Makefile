@@ -23,8 +23,9 @@ install: $(VENV)/.installed
 data: install           ## fetch (if missing) and check every corpus into DATA_DIR: Tiny Shakespeare, Multi30k, GPT-2 BPE
 	$(PY) -m datamodules.corpora "$(DATA_DIR)"
 
-train: install          ## the main job (override with ARGS="model=gpt2 trainer=ddp")
-	$(PY) train.py $(ARGS)
+RECIPE ?= auto
+train: install          ## the main job for this machine: the GPU recipe with CUDA, else the CPU one (RECIPE=gpu|cpu, ARGS=...)
+	@experiment=$$($(PY) -m training.recipe $(RECIPE)) && $(PY) train.py experiment=$$experiment $(ARGS)
 
 train-cpu: install      ## the 2-core CPU recipe (~5 min)
 	$(PY) train.py experiment=shakespeare_char_cpu $(ARGS)

@@ -24,8 +24,10 @@ def log_to_wandb(runs: list[Run], out: Path, plots: list[Path], *, mode: str = "
     import wandb
 
     project = next((r.config["logger.wandb.project"] for r in runs if r.config.get("logger.wandb.project")), None)
-    run = wandb.init(
+    group = next((r.config["logger.wandb.group"] for r in runs if r.config.get("logger.wandb.group")), None)
+    run = wandb.init(  # in the sweep's group: the report sits on the dashboard beside its jobs
         project=project or "tformer-lab",
+        group=group,
         job_type="report",
         name=f"report-{out.parent.name}",
         dir=str(out),

@@ -22,6 +22,7 @@ CONFIG_KEYS = (
     "data.batch_size", "data.block_size", "data.tokenizer", "model.n_embd", "model.n_head", "model.n_layer",
     "model.vocab_size", "model.bias", "model.block_size", "model.name", "model.attention", "logger.wandb.project",
     "model.vocab_multiple",
+    "logger.wandb.group",
 )  # fmt: skip
 
 

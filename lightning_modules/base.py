@@ -43,8 +43,7 @@ class TformerModule(L.LightningModule):
         for name, (total, batches, reduce, prog_bar) in self._step_logs.items():
             value = total / batches if reduce == "mean" else total
             self.log(name, value, prog_bar=prog_bar, on_step=True, on_epoch=False)
-        self._step_logs = {}
-        self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
+        self._step_logs = {}  # the learning rate: StepLearningRateMonitor (conf/callbacks)
 
     def schedule_steps(self) -> int:
         """Optimizer steps the LR schedule spans: trainer.max_steps, else the steps of max_epochs."""
@@ -61,7 +60,11 @@ class TformerModule(L.LightningModule):
         schedule = lr_lambda(self.optim_cfg, self.schedule_steps())
         self._planned = copy.copy(schedule)
         scheduler = LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        # named: LearningRateMonitor (conf/callbacks) logs the rate as train/lr/<param group>
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "train/lr"},
+        }
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         """Clip the whole gradient to norm optim.grad_clip and log its norm before clipping (train/grad_norm).

@@ -49,7 +49,7 @@ class GPTLitModule(TformerModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         _, loss = self(x, y)
-        self.log_step("train/loss", loss, prog_bar=True)  # train/lr and train/grad_norm: TformerModule
+        self.log_step("train/loss", loss, prog_bar=True)  # train/grad_norm: TformerModule
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -72,8 +72,10 @@ class GPTLitModule(TformerModule):
         top_k: int | None = 200,
         top_p: float | None = None,
         seed: int | None = None,
+        on_token=None,
     ) -> list[str]:
-        """Generate num_samples continuations of prompt, returned as text (prompt included)."""
+        """Generate num_samples continuations of prompt as one batch (KV cache), returned as text (prompt
+        included). on_token(length) is called after every new token (progress)."""
         ids = self.tokenizer.encode(prompt) or [0]
         idx = torch.tensor([ids] * num_samples, dtype=torch.long, device=self.device)
         generator = None
@@ -81,6 +83,7 @@ class GPTLitModule(TformerModule):
             generator = torch.Generator(device=self.device).manual_seed(seed)
         with eager():  # compiled blocks would recompile for every new length
             out = self.model.generate(
-                idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
-            )
+                idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
+                on_token=on_token,
+            )  # fmt: skip
         return [self.tokenizer.decode(row.tolist()) for row in out]

@@ -60,9 +60,9 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     decay = [p for p in params.values() if id(p) in matrices]
     no_decay = [p for p in params.values() if id(p) not in matrices]
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+    return [  # named: Lightning's LearningRateMonitor logs train/lr/decay and train/lr/no_decay
+        {"params": decay, "weight_decay": weight_decay, "name": "decay"},
+        {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
     ]
 
 

@@ -104,7 +104,7 @@ class Seq2SeqLitModule(TformerModule):
     def training_step(self, batch, batch_idx):
         logits = self(batch["src"], batch["tgt_in"])
         loss = self._loss(logits, batch["tgt_out"], self.hparams.label_smoothing)
-        self.log_step("train/loss", loss, prog_bar=True)  # train/lr and train/grad_norm: TformerModule
+        self.log_step("train/loss", loss, prog_bar=True)  # train/grad_norm: TformerModule
         self.log_step("train/tokens", batch["tgt_out"].ne(self.pad_id).sum(), reduce="sum")
         return loss
 

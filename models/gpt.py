@@ -6,6 +6,7 @@ Shapes: B batch, T sequence length, C = n_embd, V = vocab_size, L = n_layer.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -147,13 +148,15 @@ class GPT(nn.Module):
         top_p: float | None = None,
         use_cache: bool = True,
         generator: torch.Generator | None = None,
+        on_token: Callable[[int], None] | None = None,
     ) -> torch.Tensor:
         """Extend idx (B, T) by max_new_tokens sampled tokens -> (B, T + max_new_tokens).
 
         The context is a window of at most block_size tokens. When it is full, it slides forward by
         half a block and (with the cache) the cache is refilled from the kept half, so each new token
         costs O(block_size) on average instead of a full forward pass. use_cache=False follows the same
-        window schedule without a cache: both give identical tokens for the same generator.
+        window schedule without a cache: both give identical tokens for the same generator. on_token(i) is
+        called after the i-th new token (progress bars).
         """
         was_training = self.training
         self.eval()
@@ -181,5 +184,7 @@ class GPT(nn.Module):
                 generator=generator,
             )
             idx = torch.cat((idx, next_token), dim=1)
+            if on_token is not None:
+                on_token(idx.size(1))
         self.train(was_training)
         return idx

@@ -10,6 +10,9 @@ import torch
 from lightning_modules.checkpoint_format import check_format
 from training.families import module_for_family
 
+# Keys tformer-lab adds to Lightning's checkpoint dict.
+WANDB_ID_KEY = "tformer_wandb_run_id"  # the W&B run a resumed run continues (training/loggers.WandbRunId)
+
 
 def read_checkpoint(path: str | Path, *, field: str = "ckpt_path") -> dict:
     """torch.load a checkpoint on CPU; a missing or unreadable file raises naming `field`."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -184,8 +185,18 @@ def check_resumed_sizes(saved: dict, model_cfg, path: str, *, fields: tuple[str,
         )
 
 
-def check_resume(ckpt: dict, model_cfg, trainer_cfg, path: str) -> dict:
-    """A resumed run must fit the checkpoint's sizes and have steps left; returns the checkpoint's model fields."""
+@dataclass(frozen=True)
+class Resumed:
+    """What a run resumed from a checkpoint needs from it before fit: its model fields and its W&B run id."""
+
+    model: dict
+    wandb_run_id: str | None = None
+
+
+def check_resume(ckpt: dict, model_cfg, trainer_cfg, path: str) -> Resumed:
+    """A resumed run must fit the checkpoint's sizes and have steps left."""
+    from training.checkpoint import WANDB_ID_KEY
+
     saved = dict((ckpt.get("hyper_parameters") or {}).get("model") or {})
     check_resumed_sizes(saved, model_cfg, path)
     done, steps = int(ckpt.get("global_step", 0)), trainer_cfg.get("max_steps", -1)
@@ -194,12 +205,12 @@ def check_resume(ckpt: dict, model_cfg, trainer_cfg, path: str) -> dict:
             f"trainer.max_steps={steps} but ckpt_path={path} has already trained {done} steps: nothing left to "
             f"train; raise trainer.max_steps above {done} to train on"
         )
-    return saved
+    return Resumed(model=saved, wandb_run_id=ckpt.get(WANDB_ID_KEY))
 
 
 def check_run(cfg: DictConfig):
-    """Every check that needs no data, before any work: -> (model config, LightningModule class, the resumed
-    checkpoint's model fields or None)."""
+    """Every check that needs no data, before any work: -> (model config, LightningModule class, Resumed or
+    None)."""
     from training.checkpoint import check_family, read_checkpoint
     from training.families import module_for_config
 

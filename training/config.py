@@ -56,11 +56,20 @@ def wandb_offline() -> bool:
     return not wandb_credentials()
 
 
+# Environment variables by which launchers (Lightning, torchrun, srun) tell a process its rank.
+RANK_ENV = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
+
+
+def env_rank_is_zero() -> bool:
+    """False in a process that a launcher (Lightning, torchrun, srun) started as a non-zero rank.
+
+    Read from the environment only (no torch, no Lightning: config resolvers call it before logging is set up)."""
+    return all(os.environ.get(key, "0") in ("", "0") for key in RANK_ENV)
+
+
 def rank_zero(value, otherwise=None):
     """`value` in the global-rank-zero process, `otherwise` in the extra ranks a launcher started (from the
     environment: RANK, LOCAL_RANK, NODE_RANK, SLURM_PROCID, ...): Hydra's .hydra/ and log file once per run."""
-    from training.distributed import env_rank_is_zero
-
     return value if env_rank_is_zero() else otherwise
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from training.config import env_rank_is_zero  # noqa: F401  (where tools and tests look for it)
 from training.private_api import (
     SAFE_LAUNCHERS,
     SubprocessScriptLauncher,
@@ -43,15 +44,9 @@ log = logging.getLogger("tformer")
 
 # What Lightning's launch writes into os.environ of the rank-zero process (and torch reads back).
 LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "OMP_NUM_THREADS")
-RANK_ENV = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
 # Hydra overrides that belong to the sweep, not to the job an extra rank must join.
 _SWEEP_ONLY = ("hydra.mode", "hydra.run.", "hydra.sweep.", "hydra.sweeper", "hydra/sweeper", "hydra.launcher",
                "hydra/launcher", "hydra.output_subdir", "hydra.job.name", "hydra.job.num", "hydra.job.id")  # fmt: skip
-
-
-def env_rank_is_zero() -> bool:
-    """False in a process that a launcher (Lightning, torchrun, srun) started as a non-zero rank."""
-    return all(os.environ.get(key, "0") in ("", "0") for key in RANK_ENV)
 
 
 def _quote(value: str) -> str:

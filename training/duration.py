@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 
 import torch
@@ -37,7 +38,13 @@ def human(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def warn_cpu_duration(cfg: DictConfig, model_cfg) -> None:
+ASK_ABOVE_S = 3600  # a CPU run estimated longer than this needs long_cpu_run=true or a yes at the prompt
+
+
+def check_cpu_duration(cfg: DictConfig, model_cfg, *, ask=input) -> None:
+    """On a machine without a GPU, say how long the run will take; above an hour, go on only with a yes:
+    `long_cpu_run=true` on the command line, or a yes at the prompt when a person is at the terminal. A run
+    nobody can answer for (a script, a sweep job, CI) stops with the way to go on instead of waiting."""
     if torch.cuda.is_available() or not cfg.get("cpu_time_check", True):
         return
     steps = int(cfg.trainer.max_steps)
@@ -45,17 +52,17 @@ def warn_cpu_duration(cfg: DictConfig, model_cfg) -> None:
         return
     if "max_tokens" in cfg.data:  # token-budget batches (translation)
         tokens, seq, batch = int(cfg.data.max_tokens), int(cfg.data.max_len), f"<= {cfg.data.max_tokens} tokens"
-        hint = "Lower trainer.max_steps or train on a GPU (docs/translation.md)."
+        hint = "lower trainer.max_steps or train on a GPU (docs/translation.md)"
     else:
         tokens, seq = int(cfg.data.batch_size) * int(cfg.data.block_size), int(cfg.data.block_size)
         batch = f"batch {cfg.data.batch_size} x block {cfg.data.block_size}"
-        hint = "For a CPU-sized run use: python train.py experiment=shakespeare_char_cpu"
+        hint = "for a CPU-sized run (about 4 minutes on 2 cores) use: python train.py experiment=shakespeare_char_cpu"
     seconds = estimate_seconds(model_cfg.flops_per_token(seq), tokens, steps)
-    log.warning(
-        "No GPU found: %d steps of %s (%s) will take roughly %s on this CPU. %s",
-        steps,
-        model_cfg.name,
-        batch,
-        human(seconds),
-        hint,
-    )
+    message = f"No GPU found: {steps} steps of {model_cfg.name} ({batch}) take roughly {human(seconds)} on this CPU"
+    log.warning("%s; %s", message, hint)
+    if seconds <= ASK_ABOVE_S or cfg.get("long_cpu_run", False):
+        return
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise ValueError(f"{message}: pass long_cpu_run=true to train anyway, or {hint}")
+    if ask("Train anyway? [y/N] ").strip().lower() not in ("y", "yes"):
+        raise SystemExit("Not training. " + hint[0].upper() + hint[1:])

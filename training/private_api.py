@@ -33,6 +33,7 @@ SAFE_LAUNCHERS = (MultiProcessingLauncher, XLALauncher)
 __all__ = [
     "SAFE_LAUNCHERS",
     "SubprocessScriptLauncher",
+    "drop_wandb_anonymous",
     "get_args_parser",
     "replace_launcher",
     "set_num_threads_if_needed",
@@ -43,6 +44,14 @@ __all__ = [
 def replace_launcher(strategy, launcher) -> None:
     """Make `strategy` start its processes with `launcher` (Lightning reads `strategy._launcher` in fit)."""
     strategy._launcher = launcher
+
+
+def drop_wandb_anonymous(logger) -> None:
+    """Lightning's WandbLogger always passes `anonymous` to wandb.init, which wandb 0.19+ warns about on every
+    run ("The anonymous setting has no effect"): leave it out when it is unset."""
+    init = logger._wandb_init
+    if init.get("anonymous") is None:
+        init.pop("anonymous", None)
 
 
 def unknown_launcher_error(launcher) -> RuntimeError:

@@ -8,7 +8,6 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from omegaconf import DictConfig, OmegaConf
 
@@ -16,30 +15,17 @@ from training import distributed
 from training.checkpoint_io import use_atomic_checkpoints
 from training.checks import check_data_family, check_resumed_sizes, check_run
 from training.config import loggable
-from training.duration import warn_cpu_duration
+from training.console import config_tree, outputs_summary, quiet_libraries
+from training.duration import check_cpu_duration
+from training.loggers import WandbRunId, announce_wandb, build_loggers, finish_wandb, wandb_logger, watch
 from training.rundir import keep_earlier_metrics, save_config
 
 log = logging.getLogger("tformer")
 
 
-def build_loggers(cfg: DictConfig) -> list[Logger]:
-    loggers: list[Logger] = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    if not any(type(lg).__name__ == "CSVLogger" for lg in loggers):
-        from lightning.pytorch.loggers import CSVLogger
-
-        loggers.append(CSVLogger(cfg.paths.output_dir, name="csv", version=""))
-    return loggers
-
-
-def announce_wandb(loggers: list[Logger]) -> None:
-    for lg in loggers:
-        if isinstance(lg, WandbLogger) and lg._offline:
-            run_dir = Path(lg.experiment.dir).parent
-            log.info("W&B is offline (no credentials). Upload this run later with: wandb sync %s", run_dir)
-
-
 def train(cfg: DictConfig) -> float | None:
     """Train per cfg; return the best val/loss (what sweepers minimise)."""
+    quiet_libraries()
     out = Path(cfg.paths.output_dir)
     log.info("Run directory: %s", out.resolve())
     # Config, model config (built and validated once), optimizer, steps, resumed checkpoint: before any data work.
@@ -54,8 +40,11 @@ def train(cfg: DictConfig) -> float | None:
     datamodule.setup("fit")
     model_cfg.vocab_size = datamodule.vocab_size  # known once the tokenizer is
     if resumed is not None:
-        check_resumed_sizes(resumed, model_cfg, str(cfg.ckpt_path), fields=("vocab_size",))
+        check_resumed_sizes(resumed.model, model_cfg, str(cfg.ckpt_path), fields=("vocab_size",))
     log.info("Model %s: %.2fM parameters", model_cfg.name, model_cfg.num_params() / 1e6)
+    if distributed.env_rank_is_zero():
+        log.info("%s", config_tree(cfg))
+        check_cpu_duration(cfg, model_cfg)  # above an hour on a CPU: only with long_cpu_run=true or a yes
 
     module = module_cls(
         model=model_cfg,
@@ -64,8 +53,10 @@ def train(cfg: DictConfig) -> float | None:
         compile=bool(cfg.compile),
         **OmegaConf.to_container(cfg.get("module") or OmegaConf.create({}), resolve=True),
     )
-    loggers = build_loggers(cfg)
+    loggers = build_loggers(cfg, wandb_run_id=resumed.wandb_run_id if resumed else None)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    if wandb_logger(loggers) is not None:
+        callbacks.append(WandbRunId(cfg.paths.output_dir))
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
     distributed.attach(trainer, batch_size=cfg.data.get("batch_size"))  # ddp that also works under -m
     use_atomic_checkpoints(trainer)  # temporary file beside the checkpoint, then rename: never half a file
@@ -75,7 +66,7 @@ def train(cfg: DictConfig) -> float | None:
         for lg in loggers:
             lg.log_hyperparams(loggable(cfg))
         announce_wandb(loggers)
-        warn_cpu_duration(cfg, model_cfg)
+        watch(loggers, module, cfg)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
@@ -88,12 +79,8 @@ def train(cfg: DictConfig) -> float | None:
     if trainer.is_global_zero:
         if ckpt is not None:
             log_checkpoints(ckpt, out, best)
-        log.info("Outputs: %s", out.resolve())
-    for lg in loggers:
-        if isinstance(lg, WandbLogger):
-            import wandb
-
-            wandb.finish()
+        log.info("%s", outputs_summary(out))
+    finish_wandb(loggers)
     return float(best) if best is not None else None
 
 

@@ -12,6 +12,7 @@ from analysis.plots import PLOTS, write_plots
 from analysis.report import make_report
 from analysis.runs import find_runs, load_runs
 from tests.figures import assert_figures
+from tests.wandb_records import summarize
 
 GENERATION = {"samples": [{"time": 0.5, "word_accuracy": 0.75}, {"time": 0.7, "word_accuracy": 0.5}],
               "summary": {"time_mean": 0.6, "word_accuracy": 0.625}, "settings": {"num_words": 4}}  # fmt: skip
@@ -26,6 +27,7 @@ def make_run(
     (run / "config.yaml").write_text(
         "data:\n  batch_size: 8\n  block_size: 32\n  tokenizer: char\n"
         f"model:\n  n_layer: {n_layer}\n  n_head: 2\n  n_embd: 32\n  bias: false\n  block_size: 32\n"
+        "logger:\n  wandb:\n    project: sizes\n    group: multirun-7\n"
     )
     if val is not None:
         (run / "csv").mkdir()
@@ -77,6 +79,9 @@ def test_report_table_and_plots(tmp_path, monkeypatch):
     # the figures went to an offline W&B run inside the report directory
     images = list((out / "wandb").glob("offline-run-*/files/media/images/report/*.png"))
     assert len(images) == len(PLOTS)
+    (run_file,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
+    record = summarize(run_file)["run"]  # in the sweep's W&B project and group, beside its jobs
+    assert record.project == "sizes" and record.run_group == "multirun-7"
 
 
 def test_report_refuses_paths_without_runs(tmp_path):

@@ -34,16 +34,15 @@ def test_estimate_takes_train_overrides(run_script):
     out = run_script(
         "estimate.py", "model=gpt2", "data.batch_size=8", "data.block_size=1024", "trainer.precision=bf16-mixed"
     ).output
-    cfg = GPTConfig(vocab_size=65, block_size=1024, n_layer=12, n_head=12, n_embd=768, bias=True)
-    assert f"{sizing.num_params(cfg):,}" in out
+    cfg = GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768, bias=True)
+    assert "124,439,808" in out and sizing.num_params(cfg) == 124_439_808  # model=gpt2 is GPT-2 small, "124M"
     assert f"{sizing.flops_per_token(cfg, 1024):,}" in out
-    assert "vocab 65 (from data.tokenizer=char)" in out
+    assert "vocab 50257 (from data.tokenizer=gpt2)" in out  # model=gpt2 picks GPT-2 BPE data
     mem = sizing.memory_estimate(cfg, 8, 1024, precision="bf16-mixed", device="cpu")
     for value in (mem.weights, mem.optimizer, mem.activations, mem.total, mem.textbook):
         assert f"{value:,}" in out
-    bpe = run_script("estimate.py", "data=shakespeare_bpe", "model=gpt2", "data.block_size=1024").output
-    assert "vocab 50257 (from data.tokenizer=gpt2)" in bpe
-    assert "124,439,808" in bpe  # GPT-2 small, "124M"
+    char = run_script("estimate.py", "model=gpt2", "data=shakespeare_char").output  # the command line wins
+    assert "vocab 65 (from data.tokenizer=char)" in char
     # a cpu-recipe experiment composes like in train.py
     cpu = run_script("estimate.py", "experiment=shakespeare_char_cpu").output
     small = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, bias=False)

@@ -30,7 +30,8 @@ def test_train_writes_checkpoints_config_metrics_and_samples(trained):
     train_steps = [int(r["step"]) for r in rows if r["train/loss"]]
     val = [float(r["val/loss"]) for r in rows if r["val/loss"]]
     assert train_steps == [0, 1, 2, 3] and len(val) == 2
-    assert all(r["train/lr"] for r in rows if r["train/loss"])
+    lr_steps = [int(r["step"]) for r in rows if r["train/lr/decay"] and r["train/lr/no_decay"]]  # LearningRateMonitor
+    assert lr_steps == train_steps
     best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=False)
     assert best["tformer_family"] == "gpt"
     (state,) = [v for k, v in best["callbacks"].items() if k.startswith("ModelCheckpoint")]

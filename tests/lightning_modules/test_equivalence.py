@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from datamodules.shakespeare import ShakespeareDataModule
+from lightning_modules.callbacks.lr_monitor import StepLearningRateMonitor
 from lightning_modules.gpt import GPTLitModule
 
 
@@ -152,7 +153,7 @@ def fit_batches(dm, batches, tmp_path, **trainer_kw) -> tuple[GPTLitModule, list
     trainer = L.Trainer(
         accelerator="cpu", max_steps=3, logger=CSVLogger(tmp_path, "csv", ""), log_every_n_steps=1,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-        **trainer_kw,
+        callbacks=[StepLearningRateMonitor(logging_interval="step")], **trainer_kw,
     )  # fmt: skip
     trainer.fit(module, torch.utils.data.DataLoader(batches, batch_size=None))
     with open(tmp_path / "csv" / "metrics.csv", newline="") as f:
@@ -172,7 +173,7 @@ def test_accumulating_k_batches_of_b_equals_one_batch_of_kb(corpora, tmp_path):
     for (name, a), (_, b) in zip(reference.state_dict().items(), accumulated.state_dict().items(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
     # one logged value per optimizer step, counted in optimizer steps, equal to the big batch's
-    for key in ("train/loss", "train/lr", "train/grad_norm"):
+    for key in ("train/loss", "train/lr/decay", "train/lr/no_decay", "train/grad_norm"):
         ref, acc = per_step(ref_rows, key), per_step(acc_rows, key)
         assert sorted(acc) == sorted(ref) == [0, 1, 2], key
         assert sum(1 for r in acc_rows if r.get(key)) == 3, key

@@ -142,3 +142,11 @@ def test_top_k_and_top_p_filtering():
     assert torch.isfinite(p).tolist() == [[True, True, True, False]]
     draws = torch.cat([sample_next(logits, top_k=1) for _ in range(5)])
     assert draws.flatten().tolist() == [0] * 5
+
+
+def test_generate_reports_every_new_token():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8))
+    lengths = []
+    out = model.generate(torch.zeros(3, 2, dtype=torch.long), 12, on_token=lengths.append)
+    assert out.shape == (3, 14) and lengths == list(range(3, 15))  # a window slide (block 8) included

@@ -1,0 +1,59 @@
+"""The CPU duration check: a warning always, and above an hour a yes (long_cpu_run=true or the prompt)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from omegaconf import OmegaConf
+
+from models.gpt import GPTConfig
+from training import duration
+
+MODEL = GPTConfig(vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384)
+
+
+def cfg(**top):
+    base = {"trainer": {"max_steps": 5000}, "data": {"batch_size": 64, "block_size": 256}, "cpu_time_check": True}
+    return OmegaConf.create({**base, **top})
+
+
+@pytest.fixture
+def cpu_only(monkeypatch):
+    monkeypatch.setattr(duration.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(duration, "matmul_flops_per_second", lambda: 50e9)  # this run: about 25 hours
+
+
+def tty(monkeypatch, interactive: bool) -> None:
+    monkeypatch.setattr(duration.sys.stdin, "isatty", lambda: interactive, raising=False)
+    monkeypatch.setattr(duration.sys.stdout, "isatty", lambda: interactive, raising=False)
+
+
+def test_a_long_cpu_run_without_a_terminal_stops_with_the_way_to_go_on(cpu_only, monkeypatch, caplog):
+    tty(monkeypatch, False)
+    with caplog.at_level(logging.WARNING, logger="tformer"), pytest.raises(ValueError, match="long_cpu_run=true"):
+        duration.check_cpu_duration(cfg(), MODEL, ask=lambda _: pytest.fail("must not wait for an answer"))
+    assert "experiment=shakespeare_char_cpu" in caplog.text and " h on this CPU" in caplog.text
+
+
+def test_long_cpu_run_true_goes_on(cpu_only, monkeypatch):
+    tty(monkeypatch, False)
+    duration.check_cpu_duration(cfg(long_cpu_run=True), MODEL, ask=lambda _: pytest.fail("no question"))
+
+
+@pytest.mark.parametrize("answer, goes_on", [("y", True), ("yes", True), ("", False), ("n", False)])
+def test_at_a_terminal_the_user_is_asked(cpu_only, monkeypatch, answer, goes_on):
+    tty(monkeypatch, True)
+    if goes_on:
+        duration.check_cpu_duration(cfg(), MODEL, ask=lambda _: answer)
+    else:
+        with pytest.raises(SystemExit, match="Not training"):
+            duration.check_cpu_duration(cfg(), MODEL, ask=lambda _: answer)
+
+
+def test_a_short_cpu_run_only_gets_the_estimate(cpu_only, monkeypatch, caplog):
+    tty(monkeypatch, False)
+    short = cfg(trainer={"max_steps": 2})
+    with caplog.at_level(logging.WARNING, logger="tformer"):
+        duration.check_cpu_duration(short, MODEL, ask=lambda _: pytest.fail("no question"))
+    assert "2 steps of gpt" in caplog.text

@@ -81,6 +81,7 @@ def test_a_resumed_run_continues_its_wandb_run(short_run, run_script, tmp_path):
     assert (resumed / "wandb_run_id").read_text().strip() == run_id
 
 
+@pytest.mark.slow
 def test_help_lists_the_groups_sweeps_and_common_commands(run_script):
     out = run_script("train.py", "--help").output
     for text in (

@@ -1,4 +1,4 @@
-"""What every family's LightningModule shares: AdamW + schedule, clipping, checkpoint family tags."""
+"""What every family's LightningModule shares: optimizer (optim.name) + schedule, clipping, checkpoint family tags."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import lightning as L
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from lightning_modules.optim import OptimConfig, lr_lambda, make_adamw
+from lightning_modules.optim import OptimConfig, lr_lambda, make_optimizer
 
 DEFAULT_TOTAL_STEPS = 10_000  # schedule length when the trainer gives none (no trainer, endless data)
 
@@ -33,7 +33,7 @@ class TformerModule(L.LightningModule):
         return int(steps) if math.isfinite(steps) else DEFAULT_TOTAL_STEPS
 
     def configure_optimizers(self):
-        optimizer = make_adamw(self.model, self.optim_cfg, device_type=self.device.type)
+        optimizer = make_optimizer(self.model, self.optim_cfg, device_type=self.device.type)
         scheduler = LambdaLR(optimizer, lr_lambda(self.optim_cfg, self.schedule_steps()))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

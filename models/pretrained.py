@@ -11,7 +11,7 @@ tokens (data=shakespeare_bpe).
 
 Loading needs `transformers` (pip install -e '.[pretrained]'). The named checkpoints come from the
 Hugging Face Hub, or from its cache with HF_HUB_OFFLINE=1; without network access, download them once
-elsewhere (`huggingface-cli download gpt2 --local-dir /models/gpt2`) and pass the directory:
+elsewhere (`hf download gpt2 --local-dir /models/gpt2`) and pass the directory:
 model=gpt2 model.init_from=/models/gpt2.
 """
 

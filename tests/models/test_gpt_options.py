@@ -13,6 +13,7 @@ from torch import nn
 from models import sizing
 from models.blocks import sinusoidal_positions
 from models.gpt import GPT, GPTConfig
+from tests.models.test_sizing import saved_bytes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -149,22 +150,6 @@ def test_bad_options_name_the_field(field, value, message):
         tiny(**{field: value})
 
 
-def saved_bytes(model: torch.nn.Module, x, y) -> int:
-    """Distinct storages autograd saves for backward during one forward, parameters excluded."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(t):
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in params:
-            seen[ptr] = max(seen.get(ptr, 0), t.untyped_storage().nbytes())
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x, y)
-    return sum(seen.values())
-
-
 @pytest.mark.parametrize(
     "kw",
     [
@@ -172,7 +157,7 @@ def saved_bytes(model: torch.nn.Module, x, y) -> int:
         dict(norm="post"),
         dict(activation="relu", tie_embeddings=False, head_bias=True),
         dict(positions="sinusoidal", embedding_scale=True, dropout=0.1),
-    ],  # fmt: skip
+    ],
 )
 def test_activation_estimate_follows_the_options(kw):
     torch.manual_seed(0)

@@ -21,6 +21,7 @@ from torch import nn
 from models import sizing
 from models.attention import KVCache
 from models.blocks import Block, ModelConfig, sinusoidal_positions
+from models.pretrained import apply_pretrained_config
 from models.sampling import sample_next
 
 
@@ -52,8 +53,6 @@ class GPTConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         if self.init_from is not None:
-            from models.pretrained import apply_pretrained_config
-
             apply_pretrained_config(self)  # GPT-2's architecture (and, for a named model, its sizes)
         super().__post_init__()
         if self.d_ff is not None and (not isinstance(self.d_ff, int) or isinstance(self.d_ff, bool) or self.d_ff <= 0):

@@ -15,7 +15,7 @@ endif
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q uv
-	$(VENV)/bin/uv pip install --python $(PY) $(UV_FLAGS) "$(TORCH_SPEC)" -e ".[dev,sweeps,slurm]"
+	$(VENV)/bin/uv pip install --python $(PY) $(UV_FLAGS) "$(TORCH_SPEC)" -e ".[dev,sweeps,slurm,pretrained]"
 	touch $@
 
 install: $(VENV)/.installed

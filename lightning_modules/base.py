@@ -1,4 +1,4 @@
-"""What every family's LightningModule shares: AdamW + schedule, clipping, the checkpoint format."""
+"""What every family's LightningModule shares: optimizer (optim.name) + schedule, clipping, the checkpoint format."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from lightning_modules import checkpoint_format
-from lightning_modules.optim import OptimConfig, Schedule, lr_lambda, make_adamw
+from lightning_modules.optim import OptimConfig, Schedule, lr_lambda, make_optimizer
 
 log = logging.getLogger("tformer")
 DEFAULT_TOTAL_STEPS = 10_000  # schedule length when the trainer gives none (no trainer, endless data)
@@ -56,7 +56,7 @@ class TformerModule(L.LightningModule):
         return int(steps) if math.isfinite(steps) else DEFAULT_TOTAL_STEPS
 
     def configure_optimizers(self):
-        optimizer = make_adamw(self.model, self.optim_cfg, device_type=self.device.type)
+        optimizer = make_optimizer(self.model, self.optim_cfg, device_type=self.device.type)
         schedule = lr_lambda(self.optim_cfg, self.schedule_steps())
         self._planned = copy.copy(schedule)
         scheduler = LambdaLR(optimizer, schedule)

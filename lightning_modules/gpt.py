@@ -10,12 +10,18 @@ from lightning_modules.base import TformerModule
 from lightning_modules.compiling import check_compile_options, compile_model, eager
 from lightning_modules.optim import OptimConfig
 from models.gpt import GPT, GPTConfig
+from models.pretrained import load_gpt2
 
 FAMILY = "gpt"
 
 
 class GPTLitModule(TformerModule):
-    """Everything needed to rebuild the model and its tokenizer is saved with the checkpoint."""
+    """Everything needed to rebuild the model and its tokenizer is saved with the checkpoint.
+
+    A GPTConfig starts a new model: with `init_from` set, GPT-2's weights are loaded here. A checkpoint
+    rebuilds the module from the plain values it saved and then loads its own weights, so it never reads
+    init_from again (no transformers, no download).
+    """
 
     family = FAMILY
     config_class = GPTConfig
@@ -31,11 +37,14 @@ class GPTLitModule(TformerModule):
     ):
         super().__init__()
         check_compile_options(compile_scope, compile_mode)
-        self.config = model if isinstance(model, GPTConfig) else GPTConfig(**model)
+        new = isinstance(model, GPTConfig)
+        self.config = model if new else GPTConfig(**model)
         model = self.config.to_dict()  # the checkpoint keeps plain values (save_hyperparameters reads the locals)
         self.save_hyperparameters()
         self.optim_cfg = OptimConfig(**(optim or {}))
         self.model = GPT(self.config)
+        if new and self.config.init_from:
+            load_gpt2(self.model)
         self.tokenizer = build_tokenizer(tokenizer)
         self.val_loss = MeanMetric()
         # Compiled (a view of the whole model, or its blocks in place), never a registered submodule:

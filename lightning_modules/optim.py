@@ -1,4 +1,6 @@
-"""Optimizer parameter groups and learning-rate schedules shared by the LightningModules."""
+"""Optimizers (AdamW, Adam, SGD) over decay / no-decay parameter groups and the learning-rate schedules shared
+by the LightningModules. Every schedule is a factor of optim.lr per optimizer step (a LambdaLR stepped
+after each optimizer step), so it works the same with endless data and with epochs."""
 
 from __future__ import annotations
 
@@ -20,8 +22,12 @@ class OptimConfig:
     eps: float = 1e-8
     warmup_steps: int = 100
     decay_steps: int | None = None  # None: the trainer's max_steps
-    schedule: str = "cosine"  # cosine | constant | inverse_sqrt
+    schedule: str = "cosine"  # cosine | constant | inverse_sqrt | step
     grad_clip: float = 1.0  # 0 disables clipping
+    name: str = "adamw"  # adamw (decoupled decay) | adam (coupled L2 decay, torch.optim.Adam) | sgd
+    momentum: float = 0.0  # sgd only
+    step_size: int | None = None  # schedule=step: optimizer steps between two decays by `gamma` (StepLR)
+    gamma: float = 0.1  # schedule=step: the decay factor (torch StepLR's default)
 
     def __post_init__(self) -> None:
         """Every field checked on construction, each error naming its `optim.<field>` override."""
@@ -49,6 +55,7 @@ class OptimConfig:
                 raise ValueError(f"optim.{name}={getattr(self, name)} {rule}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"optim.schedule={self.schedule!r} is unknown; choose one of {sorted(SCHEDULES)}")
+        check_optimizer_choice(self)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -64,6 +71,45 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         {"params": decay, "weight_decay": weight_decay, "name": "decay"},
         {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
     ]
+
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+
+
+def check_optimizer_choice(cfg: OptimConfig) -> None:
+    """optim.name and the step schedule's fields."""
+    if cfg.name not in OPTIMIZERS:
+        raise ValueError(f"optim.name={cfg.name!r} is unknown; choose one of {OPTIMIZERS}")
+    if cfg.momentum < 0:
+        raise ValueError(f"optim.momentum must be >= 0, got {cfg.momentum}")
+    if cfg.schedule == "step":
+        if not isinstance(cfg.step_size, int) or isinstance(cfg.step_size, bool) or cfg.step_size <= 0:
+            raise ValueError(
+                f"optim.schedule=step needs optim.step_size, a positive number of optimizer steps between decays "
+                f"(got {cfg.step_size!r}); for a decay per epoch, set it to the steps of one epoch"
+            )
+        if not 0.0 < cfg.gamma <= 1.0:
+            raise ValueError(f"optim.gamma must be in (0, 1], got {cfg.gamma}")
+
+
+def make_optimizer(model: nn.Module, cfg: OptimConfig, *, device_type: str) -> torch.optim.Optimizer:
+    """The optimizer of optim.name over decay / no-decay groups: AdamW and Adam fused on CUDA, SGD as torch's.
+
+    Adam's weight_decay is the coupled L2 term of torch.optim.Adam (the translation tutorials use none).
+    """
+    if cfg.name == "adamw":
+        return make_adamw(model, cfg, device_type=device_type)
+    groups = param_groups(model, cfg.weight_decay)
+    if cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.Adam(
+        groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, **_fused(torch.optim.Adam, device_type)
+    )
+
+
+def _fused(optimizer: type, device_type: str) -> dict:
+    """fused=True on CUDA where the optimizer has a fused kernel."""
+    return {"fused": True} if device_type == "cuda" and "fused" in inspect.signature(optimizer).parameters else {}
 
 
 def make_adamw(model: nn.Module, cfg: OptimConfig, *, device_type: str) -> torch.optim.AdamW:
@@ -95,7 +141,12 @@ def inverse_sqrt_factor(step: int, *, warmup: int) -> float:
     return min(step / warmup, math.sqrt(warmup / step))
 
 
-SCHEDULES = {"cosine", "constant", "inverse_sqrt"}
+def step_factor(step: int, *, warmup: int, step_size: int, gamma: float) -> float:
+    """torch's StepLR counted in optimizer steps: gamma ** (step // step_size), after an optional linear warmup."""
+    return min(1.0, (step + 1) / (warmup + 1)) * gamma ** (step // step_size)
+
+
+SCHEDULES = {"cosine", "constant", "inverse_sqrt", "step"}
 
 
 @dataclass
@@ -107,22 +158,29 @@ class Schedule:
     trainer.max_steps the resumed run is given.
     """
 
-    kind: str  # cosine | constant | inverse_sqrt
+    kind: str  # cosine | constant | inverse_sqrt | step
     warmup: int
     total: int  # cosine: the step where the decay reaches min_ratio
     min_ratio: float
+    step_size: int = 0  # step: optimizer steps between two decays by gamma
+    gamma: float = 0.1
 
     def __call__(self, step: int) -> float:
         if self.kind == "cosine":
             return cosine_factor(step, warmup=self.warmup, total=self.total, min_ratio=self.min_ratio)
         if self.kind == "inverse_sqrt":
             return inverse_sqrt_factor(step, warmup=self.warmup)
+        if self.kind == "step":
+            return step_factor(step, warmup=self.warmup, step_size=self.step_size, gamma=self.gamma)
         return min(1.0, (step + 1) / (self.warmup + 1))
 
     def describe(self) -> str:
+        if self.kind == "step":
+            return f"step, warmup {self.warmup}, x {self.gamma:g} every {self.step_size} steps"
         return f"{self.kind}, warmup {self.warmup}, decay over {self.total} steps to {self.min_ratio:g} x lr"
 
 
 def lr_lambda(cfg: OptimConfig, total_steps: int) -> Schedule:
     """Multiplier of cfg.lr as a function of the optimizer step (for LambdaLR)."""
-    return Schedule(cfg.schedule, cfg.warmup_steps, cfg.decay_steps or total_steps, cfg.min_lr / cfg.lr)
+    return Schedule(cfg.schedule, cfg.warmup_steps, cfg.decay_steps or total_steps, cfg.min_lr / cfg.lr,
+                    step_size=cfg.step_size or 0, gamma=cfg.gamma)  # fmt: skip

@@ -23,7 +23,7 @@ from lightning_modules.base import TformerModule
 from lightning_modules.metrics import corpus_bleu
 from lightning_modules.optim import OptimConfig
 from models.decoding import Decoding, beam_search, greedy_search
-from models.seq2seq import Seq2Seq, Seq2SeqConfig
+from models.seq2seq import Seq2SeqConfig, build_seq2seq
 
 FAMILY = "seq2seq"
 log = logging.getLogger("tformer")
@@ -75,18 +75,26 @@ class Seq2SeqLitModule(TformerModule):
         # Not sent to the loggers: the tokenizer's JSON is large, and train.py logs the whole config.
         self.save_hyperparameters(logger=False)
         self.optim_cfg = OptimConfig(**(optim or {}))
-        self.model = Seq2Seq(self.config)
+        self.model = build_seq2seq(self.config)  # model.impl: native, or torch.nn.Transformer
         self.tokenizer = build_pair_tokenizer(tokenizer)
-        if self.tokenizer.vocab_size != self.config.vocab_size:
-            raise ValueError(
-                f"model.vocab_size={self.config.vocab_size} does not match the tokenizer's {self.tokenizer.vocab_size}"
-            )
+        self._check_vocab()
         self.pad_id, self.bos_id, self.eos_id = self.tokenizer.pad_id, self.tokenizer.bos_id, self.tokenizer.eos_id
         self.val_loss = MeanMetric()
         self._outputs: list[tuple[int, str, str, str]] = []  # (idx, source, reference, hypothesis)
         self._signature_logged = False
         # A compiled view that is not a registered submodule: checkpoints keep plain parameter names.
         object.__setattr__(self, "_forward", torch.compile(self.model) if compile else self.model)
+
+    def _check_vocab(self) -> None:
+        """The model's vocabularies are the tokenizer's: one joint vocab_size, or (a tokenizer with separate source
+        and target vocabularies exposing src_vocab_size / tgt_vocab_size) model.src_vocab_size / tgt_vocab_size.
+        Both sides share the special ids (pad, bos, eos)."""
+        c, tok = self.config, self.tokenizer
+        for side, size in (("src", c.src_vocab), ("tgt", c.tgt_vocab)):
+            want = getattr(tok, f"{side}_vocab_size", tok.vocab_size)
+            if size != want:
+                field = f"{side}_vocab_size" if getattr(c, f"{side}_vocab_size") is not None else "vocab_size"
+                raise ValueError(f"model.{field}={size} does not match the tokenizer's {want}")
 
     # -- training
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import ClassVar
@@ -11,10 +12,26 @@ from torch import nn
 
 from models.attention import BACKENDS, Attention, Backend, KVCache
 
+NORMS = ("pre", "post")  # pre-LN x + f(ln(x)) (GPT-2) | post-LN ln(x + f(x)) (the 2017 paper)
+POSITIONS = ("learned", "sinusoidal")
+# gelu: exact (nanoGPT); gelu_tanh: the tanh approximation OpenAI's GPT-2 was trained with (HF "gelu_new");
+# relu: the 2017 paper and the PyTorch tutorials.
+ACTIVATIONS = {"gelu": lambda: nn.GELU(), "gelu_tanh": lambda: nn.GELU(approximate="tanh"), "relu": lambda: nn.ReLU()}
+
+
+def check_choices(c) -> None:
+    """The option fields both model configs share, each against its known values."""
+    for field, known in (("norm", NORMS), ("positions", POSITIONS), ("activation", tuple(ACTIVATIONS))):
+        if getattr(c, field) not in known:
+            raise ValueError(f"model.{field}={getattr(c, field)!r} is unknown; choose one of {known}")
+    for field in ("bias", "tie_embeddings", "head_bias", "embedding_scale"):
+        if not isinstance(getattr(c, field), bool):
+            raise ValueError(f"model.{field} must be true or false, got {getattr(c, field)!r}")
+
 
 def check_config(c, int_fields: tuple[str, ...]) -> None:
     """The checks every model config shares, each error naming its `model.<field>` override: positive
-    integer sizes, heads that divide the width, a dropout in [0, 1), a known attention backend."""
+    integer sizes, heads that divide the width, a dropout in [0, 1), a known attention backend and options."""
     for name in int_fields:
         value = getattr(c, name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -29,6 +46,17 @@ def check_config(c, int_fields: tuple[str, ...]) -> None:
         raise ValueError(f"model.dropout must be in [0, 1), got {c.dropout}")
     if c.attention not in BACKENDS:
         raise ValueError(f"model.attention={c.attention!r} is unknown; choose one of {BACKENDS}")
+    check_choices(c)
+
+
+def sinusoidal_positions(max_len: int, n_embd: int) -> torch.Tensor:
+    """The paper's fixed encodings: sin on even, cos on odd channels -> (max_len, C)."""
+    pos = torch.arange(max_len, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, n_embd, 2, dtype=torch.float32) * (-math.log(10000.0) / n_embd))
+    pe = torch.zeros(max_len, n_embd)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq[: n_embd // 2])
+    return pe
 
 
 class ModelConfig:
@@ -59,17 +87,17 @@ class ModelConfig:
 
 
 class MLP(nn.Module):
-    """Position-wise feed-forward: C -> hidden -> C with GELU."""
+    """Position-wise feed-forward: C -> hidden -> C with a GELU (default) or ReLU in between."""
 
-    def __init__(self, n_embd: int, hidden: int, *, dropout: float = 0.0, bias: bool = True):
+    def __init__(self, n_embd: int, hidden: int, *, dropout: float = 0.0, bias: bool = True, activation: str = "gelu"):
         super().__init__()
         self.c_fc = nn.Linear(n_embd, hidden, bias=bias)
-        self.gelu = nn.GELU()
+        self.act = ACTIVATIONS[activation]()
         self.c_proj = nn.Linear(hidden, n_embd, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
 
 
 class Block(nn.Module):
@@ -91,6 +119,7 @@ class Block(nn.Module):
         causal: bool = True,
         cross: bool = False,
         norm: str = "pre",
+        activation: str = "gelu",
         backend: Backend = "sdpa",
     ):
         super().__init__()
@@ -103,7 +132,7 @@ class Block(nn.Module):
             self.ln_cross = nn.LayerNorm(n_embd, bias=bias)
             self.cross_attn = Attention(n_embd, n_head, cross=True, **kw)
         self.ln_2 = nn.LayerNorm(n_embd, bias=bias)
-        self.mlp = MLP(n_embd, hidden or 4 * n_embd, dropout=dropout, bias=bias)
+        self.mlp = MLP(n_embd, hidden or 4 * n_embd, dropout=dropout, bias=bias, activation=activation)
 
     def _sublayer(self, x: torch.Tensor, ln: nn.LayerNorm, f) -> torch.Tensor:
         return x + f(ln(x)) if self.pre else ln(x + f(x))

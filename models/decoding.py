@@ -2,7 +2,8 @@
 
 The source is encoded once and every decoder layer's cross-attention keys/values are computed once;
 each step then feeds only the newest target token (use_cache=False recomputes the whole prefix, the
-reference the cache must match). A sentence stops at EOS or after
+reference the cache must match; a model without a KV cache, `kv_cache = False` as model.impl=torch's
+nn.Transformer, always takes that path). A sentence stops at EOS or after
 min(floor(max_len_a * source_len + max_len_b), model.max_len) generated tokens, EOS included.
 Both functions return, per source sentence, the generated token ids without BOS and EOS; they never
 generate `pad_id` (nor BOS, unless it doubles as EOS): those logits are masked before the softmax.
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from models.seq2seq import Seq2Seq
+from models.seq2seq import Seq2SeqBase
 
 
 def max_lengths(
@@ -31,9 +32,9 @@ def max_lengths(
 class _Stepper:
     """Log-probabilities of the next token after `tokens` (N, t), with or without the KV cache."""
 
-    def __init__(self, model: Seq2Seq, memory_kv, src_pad_mask, *, rows: int, steps: int, use_cache: bool, banned):
+    def __init__(self, model: Seq2SeqBase, memory_kv, src_pad_mask, *, rows: int, steps: int, use_cache: bool, banned):
         self.model, self.memory_kv, self.src_pad_mask = model, memory_kv, src_pad_mask
-        self.cache = model.new_cache(rows, steps) if use_cache else None
+        self.cache = model.new_cache(rows, steps) if use_cache and model.kv_cache else None
         self.banned = banned
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -70,18 +71,24 @@ class Decoding:
         return [i for i in (self.pad_id, self.bos_id) if i is not None and i != self.eos_id]
 
 
-def _encode(model: Seq2Seq, src: torch.Tensor, src_pad_mask: torch.Tensor | None, repeat: int = 1):
-    memory_kv = model.memory_kv(model.encode(src, src_pad_mask))
+def _repeat(x, n: int):
+    """Every tensor in x (a tensor, or nested lists/tuples of them) with each batch row repeated n times."""
+    if isinstance(x, (list, tuple)):
+        return type(x)(_repeat(y, n) for y in x)
+    return x.repeat_interleave(n, 0) if x is not None else None
+
+
+def _encode(model: Seq2SeqBase, src: torch.Tensor, src_pad_mask: torch.Tensor | None, repeat: int = 1):
+    memory_kv = model.memory_kv(model.encode(src, src_pad_mask))  # per-layer (k, v), or the memory itself
     if repeat > 1:
-        memory_kv = [(k.repeat_interleave(repeat, 0), v.repeat_interleave(repeat, 0)) for k, v in memory_kv]
-        src_pad_mask = src_pad_mask.repeat_interleave(repeat, 0) if src_pad_mask is not None else None
+        memory_kv, src_pad_mask = _repeat(memory_kv, repeat), _repeat(src_pad_mask, repeat)
     return memory_kv, src_pad_mask
 
 
 class _Search:
     """The set-up both searches share: limits, the encoded source (repeated per beam), the step function."""
 
-    def __init__(self, model: Seq2Seq, src: torch.Tensor, src_pad_mask: torch.Tensor | None, d: Decoding, k: int):
+    def __init__(self, model: Seq2SeqBase, src: torch.Tensor, src_pad_mask: torch.Tensor | None, d: Decoding, k: int):
         self.limits = max_lengths(src, src_pad_mask, d.max_len_a, d.max_len_b, model.config.max_len)
         self.steps = max(self.limits)
         memory_kv, mask = _encode(model, src, src_pad_mask, repeat=k)
@@ -94,7 +101,7 @@ class _Search:
 
 @torch.no_grad()
 def greedy_search(
-    model: Seq2Seq, src: torch.Tensor, src_pad_mask: torch.Tensor | None, decoding: Decoding
+    model: Seq2SeqBase, src: torch.Tensor, src_pad_mask: torch.Tensor | None, decoding: Decoding
 ) -> list[list[int]]:
     """Most likely next token at every step, for a batch src (B, S) at once."""
     with _eval_mode(model):
@@ -117,7 +124,7 @@ def greedy_search(
 
 @torch.no_grad()
 def beam_search(
-    model: Seq2Seq,
+    model: Seq2SeqBase,
     src: torch.Tensor,
     src_pad_mask: torch.Tensor | None,
     decoding: Decoding,

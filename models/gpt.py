@@ -1,5 +1,11 @@
 """GPT: a decoder-only transformer in the style of nanoGPT's model.py.
 
+The defaults are nanoGPT's GPT-2: pre-LN with a final LayerNorm, learned positions, GELU, the output
+head tied to the token embedding. Options cover the other decoder-only tutorials (docs/models.md):
+post-LN (no final LayerNorm: each block already ends in one), fixed sinusoidal positions, ReLU, an
+untied head, a bias on the head, sqrt(C) scaling of the token embeddings, the MLP width, and
+OpenAI's GPT-2 weights (`init_from`, models/pretrained.py).
+
 Shapes: B batch, T sequence length, C = n_embd, V = vocab_size, L = n_layer.
 """
 
@@ -15,7 +21,8 @@ from torch import nn
 
 from models import sizing
 from models.attention import KVCache
-from models.blocks import Block, ModelConfig
+from models.blocks import Block, ModelConfig, sinusoidal_positions
+from models.pretrained import apply_pretrained_config
 from models.sampling import sample_next
 
 
@@ -32,6 +39,15 @@ class GPTConfig(ModelConfig):
     bias: bool = True  # biases in Linear and LayerNorm layers (GPT-2: True)
     attention: str = "sdpa"  # sdpa | flash | math
     name: str = "gpt"  # a label for logs and reports
+    norm: str = "pre"  # pre (GPT-2; a final LayerNorm) | post (the 2017 paper; no final LayerNorm)
+    positions: str = "learned"  # learned (GPT-2) | sinusoidal (fixed, the 2017 paper)
+    activation: str = "gelu"  # gelu | gelu_tanh (OpenAI's GPT-2) | relu
+    d_ff: int | None = None  # hidden size of the MLP; None: 4 * n_embd
+    tie_embeddings: bool = True  # output head = token embedding (GPT-2)
+    head_bias: bool = False  # a bias on the output head (Karpathy's gpt.py, the PyTorch LM tutorial)
+    embedding_scale: bool = False  # multiply token embeddings by sqrt(n_embd) (the 2017 paper, PyTorch tutorials)
+    init_from: str | None = None  # gpt2 | gpt2-medium | gpt2-large | gpt2-xl | a local GPT2LMHeadModel directory
+
     # Embedding and head rows rounded up to a multiple of this (GPT-2's 50257 -> 50304 with 64, as nanoGPT
     # does): matmul shapes the GPU's tensor cores tile well. The extra ids are never targets or samples.
     vocab_multiple: int = 1
@@ -46,32 +62,53 @@ class GPTConfig(ModelConfig):
     count_params = sizing.num_params  # 12·L·C² + biases and norms + (V + T)·C, the head tied
     count_flops = sizing.flops_per_token  # 6N + 12·L·T·C (PaLM appendix B)
 
+    def __post_init__(self) -> None:
+        if self.init_from is not None:
+            apply_pretrained_config(self)  # GPT-2's architecture (and, for a named model, its sizes)
+        super().__post_init__()
+        if self.d_ff is not None and (not isinstance(self.d_ff, int) or isinstance(self.d_ff, bool) or self.d_ff <= 0):
+            raise ValueError(f"model.d_ff must be a positive integer or null (4 * n_embd), got {self.d_ff!r}")
+
+    @property
+    def hidden(self) -> int:
+        """Width of the MLP's hidden layer."""
+        return self.d_ff or 4 * self.n_embd
+
 
 class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
+        learned = config.positions == "learned"
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(config.padded_vocab_size, config.n_embd),
-                wpe=nn.Embedding(config.block_size, config.n_embd),
+                **({"wpe": nn.Embedding(config.block_size, config.n_embd)} if learned else {}),
                 drop=nn.Dropout(config.dropout),
                 h=nn.ModuleList(
                     Block(
                         config.n_embd,
                         config.n_head,
+                        hidden=config.hidden,
                         dropout=config.dropout,
                         bias=config.bias,
                         causal=True,
+                        norm=config.norm,
+                        activation=config.activation,
                         backend=config.attention,
                     )
                     for _ in range(config.n_layer)
                 ),
-                ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+                # A post-LN block already ends in a LayerNorm: a final one would only add an affine map.
+                ln_f=nn.LayerNorm(config.n_embd, bias=config.bias) if config.norm == "pre" else nn.Identity(),
             )
         )
-        self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
-        self.transformer.wte.weight = self.lm_head.weight  # weight tying
+        if not learned:
+            self.register_buffer("pe", sinusoidal_positions(config.block_size, config.n_embd), persistent=False)
+        tied = config.tie_embeddings
+        self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=config.head_bias)
+        if tied:
+            self.transformer.wte.weight = self.lm_head.weight  # weight tying
         self.apply(self._init_weights)
         # GPT-2: residual projections scaled by 1/sqrt(2L) so the residual stream's variance stays put.
         for name, p in self.named_parameters():
@@ -91,7 +128,7 @@ class GPT(nn.Module):
         """Parameters of the module, tied weights counted once."""
         n = sum(p.numel() for p in self.parameters())
         if non_embedding:
-            n -= self.transformer.wte.weight.numel() + self.transformer.wpe.weight.numel()
+            n -= sum(m.weight.numel() for k, m in self.transformer.items() if k in ("wte", "wpe"))
         return n
 
     def new_cache(self, batch: int, max_len: int | None = None) -> list[KVCache]:
@@ -125,7 +162,11 @@ class GPT(nn.Module):
                 f"sequence of {start + t} tokens exceeds the model's context model.block_size={self.config.block_size}"
             )
         pos = torch.arange(start, start + t, dtype=torch.long, device=idx.device)  # (T,)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
+        tok = self.transformer.wte(idx)  # (B, T, C)
+        if self.config.embedding_scale:
+            tok = tok * math.sqrt(self.config.n_embd)
+        pe = self.transformer.wpe(pos) if self.config.positions == "learned" else self.pe[pos]  # (T, C)
+        x = self.transformer.drop(tok + pe)  # (B, T, C)
         for i, block in enumerate(self.transformer.h):
             x = block(x, cache=cache[i] if cache else None)
         x = self.transformer.ln_f(x)

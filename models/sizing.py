@@ -54,45 +54,50 @@ def precision_of(precision: str | int) -> Precision:
 
 
 COMPONENTS: dict[str, str] = {
-    "token_embedding": "token embedding (tied with the output head)",
-    "position_embedding": "position embedding",
+    "token_embedding": "token embedding (the output head too when tied)",
+    "position_embedding": "position embedding (0 for fixed sinusoidal positions)",
     "attn_query": "attention query",
     "attn_key": "attention key",
     "attn_value": "attention value",
     "attn_output": "attention output",
-    "mlp_up": "MLP up (C -> 4C)",
-    "mlp_down": "MLP down (4C -> C)",
+    "mlp_up": "MLP up (C -> d_ff, 4C by default)",
+    "mlp_down": "MLP down (d_ff -> C)",
     "norms": "layer norms",
-    "head": "output head (tied: counted once, above)",
+    "head": "output head (its weight counts 0 when tied to the token embedding; its bias if any)",
 }
 
 
 def layer_matrices(cfg: GPTConfig) -> dict[str, tuple[int, int]]:
     """(fan_in, fan_out) of every Linear in one GPT block, by component."""
-    c = cfg.n_embd
+    c, f = cfg.n_embd, cfg.hidden
     square = (c, c)
     return {
         "attn_query": square,
         "attn_key": square,
         "attn_value": square,
         "attn_output": square,
-        "mlp_up": (c, 4 * c),
-        "mlp_down": (4 * c, c),
+        "mlp_up": (c, f),
+        "mlp_down": (f, c),
     }
+
+
+def num_norms(cfg: GPTConfig) -> int:
+    """LayerNorms of the GPT: two per block, plus the final one of a pre-LN stack."""
+    return 2 * cfg.n_layer + int(cfg.norm == "pre")
 
 
 def param_counts(cfg: GPTConfig) -> dict[str, int]:
     """Parameters per component (weights + biases); the tied output head counts 0. Sums to the model's count."""
-    c, b = cfg.n_embd, int(cfg.bias)
+    c, b, v = cfg.n_embd, int(cfg.bias), cfg.padded_vocab_size
     linears = {
         k: cfg.n_layer * (fan_in * fan_out + b * fan_out) for k, (fan_in, fan_out) in layer_matrices(cfg).items()
     }
     return {
-        "token_embedding": cfg.padded_vocab_size * c,
-        "position_embedding": cfg.block_size * c,
+        "token_embedding": v * c,
+        "position_embedding": cfg.block_size * c if cfg.positions == "learned" else 0,
         **linears,
-        "norms": (2 * cfg.n_layer + 1) * (c + b * c),
-        "head": 0,
+        "norms": num_norms(cfg) * (c + b * c),
+        "head": (0 if cfg.tie_embeddings else v * c) + int(cfg.head_bias) * v,
     }
 
 
@@ -106,7 +111,9 @@ def num_params(cfg: GPTConfig, *, non_embedding: bool = False) -> int:
 def num_param_tensors(cfg: GPTConfig) -> int:
     """Parameter tensors (weights and biases are separate tensors): AdamW keeps one step counter for each."""
     per_weight = 1 + int(cfg.bias)
-    return 2 + cfg.n_layer * 6 * per_weight + per_weight  # wte, wpe; 2 norms + 4 linears per layer; ln_f
+    embeddings = 1 + int(cfg.positions == "learned")  # wte, wpe
+    head = int(not cfg.tie_embeddings) + int(cfg.head_bias)
+    return embeddings + cfg.n_layer * 4 * per_weight + num_norms(cfg) * per_weight + head  # 4 linears per layer
 
 
 def meta_num_params(cfg: GPTConfig) -> int:
@@ -135,19 +142,22 @@ def matrix_breakdown(cfg: GPTConfig) -> list[MatrixRow]:
     names = {"attn_query": "query W_Q", "attn_key": "key W_K", "attn_value": "value W_V", "attn_output": "output W_O",
              "mlp_up": "MLP up W_1", "mlp_down": "MLP down W_2"}  # fmt: skip
     matrices = layer_matrices(cfg)
-    rows = [
-        MatrixRow("embedding W_E", f"{v} x {c}", v * c, 1),
-        MatrixRow("position embedding W_P", f"{cfg.block_size} x {c}", cfg.block_size * c, 1),
-    ]
+    rows = [MatrixRow("embedding W_E", f"{v} x {c}", v * c, 1)]
+    if cfg.positions == "learned":
+        rows.append(MatrixRow("position embedding W_P", f"{cfg.block_size} x {c}", cfg.block_size * c, 1))
     for key, (fan_in, fan_out) in matrices.items():
         heads = f" ({h} heads x {d})" if key in ("attn_query", "attn_key", "attn_value") else ""
         rows.append(MatrixRow(names[key], f"{fan_in} x {fan_out}{heads}", fan_in * fan_out, layers))
     if b:
         bias_width = sum(fan_out for _, fan_out in matrices.values())
-        rows.append(MatrixRow("biases (q, k, v, o, up, down)", f"{bias_width // c} x {c}", bias_width, layers))
+        rows.append(MatrixRow("biases (q, k, v, o, up, down)", f"{bias_width} values", bias_width, layers))
     rows.append(MatrixRow("layer norms", f"{2 * (1 + b)} x {c}", 2 * (1 + b) * c, layers))
-    rows.append(MatrixRow("final layer norm", f"{1 + b} x {c}", (1 + b) * c, 1))
-    rows.append(MatrixRow("unembedding W_U (= W_E, tied)", f"{c} x {v}", 0, 1))
+    if cfg.norm == "pre":
+        rows.append(MatrixRow("final layer norm", f"{1 + b} x {c}", (1 + b) * c, 1))
+    tied = " (= W_E, tied)" if cfg.tie_embeddings else ""
+    rows.append(MatrixRow(f"unembedding W_U{tied}", f"{c} x {v}", 0 if tied else c * v, 1))
+    if cfg.head_bias:
+        rows.append(MatrixRow("unembedding bias", f"{v}", v, 1))
     return rows
 
 
@@ -159,15 +169,18 @@ def flops_per_token(cfg: GPTConfig, seq_len: int | None = None) -> int:
     """Training FLOPs per token, forward + backward: 6·N + 12·L·T·C (PaLM, appendix B; nanoGPT's MFU).
 
     N counts every parameter that takes part in a matmul: all of them except the position embedding
-    (a lookup); the tied head counts once. 12·L·T·C is the attention score and value matmuls.
+    (a lookup) and, when the head is untied, the token embedding (a lookup too); the tied head counts
+    once. 12·L·T·C is the attention score and value matmuls.
     """
     t = seq_len or cfg.block_size
     return 6 * matmul_params(cfg) + 12 * cfg.n_layer * t * cfg.n_embd
 
 
 def matmul_params(cfg: GPTConfig) -> int:
-    """The N of 6·N: all parameters but the position embedding."""
-    return num_params(cfg) - param_counts(cfg)["position_embedding"]
+    """The N of 6·N: all parameters but the lookups (position embedding; token embedding unless tied)."""
+    counts = param_counts(cfg)
+    lookups = counts["position_embedding"] + (0 if cfg.tie_embeddings else counts["token_embedding"])
+    return num_params(cfg) - lookups
 
 
 def flops_per_step(cfg: GPTConfig, batch_size: int, seq_len: int) -> int:
@@ -179,16 +192,24 @@ def flops_per_step(cfg: GPTConfig, batch_size: int, seq_len: int) -> int:
 
 
 def seq2seq_num_params(cfg: Seq2SeqConfig, *, non_embedding: bool = False) -> int:
-    """Parameters of the encoder-decoder (tied embeddings counted once); non_embedding: blocks and norms only."""
+    """Parameters of the encoder-decoder (tied embeddings counted once); non_embedding: blocks and norms only.
+
+    Both implementations have the same layers (nn.Transformer's fused in_proj is q, k, v); the native one
+    ends a pre-LN stack in a LayerNorm, nn.Transformer (impl=torch) ends every stack in one.
+    """
     c, f, b = cfg.n_embd, cfg.d_ff, int(cfg.bias)
     ln = c + b * c
     attn = 4 * c * c + b * 4 * c  # q, k, v and output projections
     mlp = c * f + b * f + f * c + b * c
     n = cfg.n_enc_layer * (attn + mlp + 2 * ln) + cfg.n_dec_layer * (2 * attn + mlp + 3 * ln)
-    if cfg.norm == "pre":
+    if cfg.norm == "pre" or cfg.impl == "torch":
         n += 2 * ln  # final norms of the encoder and decoder stacks
     if not non_embedding:
-        n += (1 if cfg.tie_embeddings else 3) * cfg.vocab_size * c
+        if cfg.tie_embeddings:
+            n += cfg.tgt_vocab * c
+        else:
+            n += (cfg.src_vocab + 2 * cfg.tgt_vocab) * c  # source, target embeddings and the head
+        n += int(cfg.head_bias) * cfg.tgt_vocab
         if cfg.positions == "learned":
             n += 2 * cfg.max_len * c
     return n
@@ -198,7 +219,7 @@ def seq2seq_flops_per_token(cfg: Seq2SeqConfig, seq_len: int | None = None) -> i
     """Rough training FLOPs per target token (forward + backward), source of the same length."""
     t = seq_len or cfg.max_len
     attention = 12 * (cfg.n_enc_layer + 2 * cfg.n_dec_layer) * t * cfg.n_embd
-    return 6 * seq2seq_num_params(cfg, non_embedding=True) + 6 * cfg.vocab_size * cfg.n_embd + attention
+    return 6 * seq2seq_num_params(cfg, non_embedding=True) + 6 * cfg.tgt_vocab * cfg.n_embd + attention
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -248,18 +269,20 @@ def activation_bytes(
     """Bytes of the tensors a training forward pass saves for backward.
 
     Per layer (sdpa/flash), in units of B·T·C: the two layer-norm inputs (residual dtype), the inputs
-    of the four linears (C, C, C, 4C wide) and q, k, v and the GELU input: 2·resid + 14·act, plus
-    float32 norm statistics and the attention log-sum-exp. Dropout adds its masks (bool on CUDA, a
-    full-width float tensor on CPU); math attention adds the (B, H, T, T) probabilities.
+    of the four linears (C, C, C, F wide; F = d_ff, 4C by default), q, k, v and the GELU's input
+    (F wide; a ReLU saves nothing new): 2·resid + (6 + 2F/C)·act, 2·resid + 14·act at F = 4C, plus float32 norm
+    statistics and the attention log-sum-exp. Dropout adds its masks (bool on CUDA, a full-width float
+    tensor on CPU); math attention adds the (B, H, T, T) probabilities.
     """
     p = precision_of(precision)
     b, t, c, h, v = batch_size, seq_len, cfg.n_embd, cfg.n_head, cfg.padded_vocab_size
-    btc, bt, bhtt = b * t * c, b * t, b * h * t * t
+    btc, bt, bhtt, btf = b * t * c, b * t, b * h * t * t, b * t * cfg.hidden
     drop = cfg.dropout > 0
     mask = 1 if device == "cuda" else p.act  # dropout mask bytes per element
     scores = attention_stores_scores(cfg.attention, dropout=cfg.dropout, device=device)
 
-    layer = (2 * p.resid + 14 * p.act) * btc + 2 * 2 * bt * 4  # tensors + LN mean/rstd (float32)
+    wide = 1 if cfg.activation == "relu" else 2  # ReLU saves its output, which is the down projection's input
+    layer = (2 * p.resid + 6 * p.act) * btc + wide * p.act * btf + 2 * 2 * bt * 4  # tensors + LN mean/rstd (float32)
     if scores:
         # float32 softmax output and the causal mask; then what the value matmul saves: the dropped
         # probabilities and their mask, or the probabilities cast back to the activation dtype
@@ -275,7 +298,9 @@ def activation_bytes(
 
     embed_mask = 1 if device == "cuda" else p.resid  # the embedding sum is not autocast
     embed = bt * 8 + t * 8 + (embed_mask * btc if drop else 0)  # token ids, positions, embedding dropout
-    final = p.resid * btc + 2 * bt * 4 + p.act * btc  # ln_f input + stats, lm_head input
+    final = p.act * btc  # lm_head input
+    if cfg.norm == "pre":
+        final += p.resid * btc + 2 * bt * 4  # ln_f input + stats
     loss = 4 * bt * v + bt * 8  # float32 log-probs, targets
     return cfg.n_layer * layer + embed + final + loss
 
@@ -285,9 +310,9 @@ def backward_buffer_bytes(cfg: GPTConfig, batch_size: int, seq_len: int, *, prec
     the loss (two float32 (B, T, V) gradients: log-probs and logits) and the last layer's MLP (the
     residual gradient, the 4C-wide GELU-output gradient, and the head's and that MLP's weight gradients)."""
     p = precision_of(precision)
-    bt, c = batch_size * seq_len, cfg.n_embd
+    bt, c, f = batch_size * seq_len, cfg.n_embd, cfg.hidden
     loss = 2 * 4 * bt * cfg.padded_vocab_size
-    layer = (4 * p.act + p.resid) * bt * c + (cfg.padded_vocab_size * c + 8 * c * c) * p.param
+    layer = (p.act * f + p.resid * c) * bt + (cfg.padded_vocab_size * c + 2 * f * c) * p.param
     return max(loss, layer)
 
 
@@ -302,7 +327,7 @@ def memory_estimate(
     """Weights, gradients, AdamW states and activations of a training step (per device)."""
     p = precision_of(precision)
     n = num_params(cfg)
-    linear_weights = matmul_params(cfg) - (2 * cfg.n_layer + 1) * (1 + int(cfg.bias)) * cfg.n_embd  # minus norms
+    linear_weights = matmul_params(cfg) - num_norms(cfg) * (1 + int(cfg.bias)) * cfg.n_embd  # minus norms
     r, heads, d, s = cfg.n_layer, cfg.n_head, cfg.head_dim, seq_len
     textbook_values = 4 * r * heads**2 * d**2 + r * batch_size * heads * s * (s + 2 * d)
     return MemoryEstimate(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.seq2seq import Seq2Seq, Seq2SeqConfig, sinusoidal_positions
+from models.blocks import sinusoidal_positions
+from models.seq2seq import Seq2Seq, Seq2SeqBase, Seq2SeqConfig, build_seq2seq
 
 PAD = 0
 
@@ -18,9 +19,12 @@ def tiny(**kw) -> Seq2SeqConfig:
     return Seq2SeqConfig(**{**base, **kw})
 
 
-def model(**kw) -> Seq2Seq:
+def model(**kw) -> Seq2SeqBase:
     torch.manual_seed(0)
-    return Seq2Seq(tiny(**kw)).eval()
+    return build_seq2seq(tiny(**kw)).eval()
+
+
+SEPARATE = dict(tie_embeddings=False, src_vocab_size=41, tgt_vocab_size=43)  # tokens < 40 on both sides
 
 
 VARIANTS = [
@@ -29,6 +33,9 @@ VARIANTS = [
     dict(positions="learned"),
     dict(tie_embeddings=False, bias=False),
     dict(attention="math"),
+    dict(activation="relu", head_bias=True, embedding_scale=False, **SEPARATE),
+    dict(impl="torch"),
+    dict(impl="torch", norm="post", positions="learned", activation="relu", head_bias=True, **SEPARATE),
 ]
 
 
@@ -43,6 +50,11 @@ VARIANTS = [
         ("positions", "rotary", "model.positions='rotary' is unknown"),
         ("norm", "sandwich", "model.norm='sandwich' is unknown"),
         ("attention", "xformers", "model.attention='xformers' is unknown"),
+        ("activation", "tanh", "model.activation='tanh' is unknown"),
+        ("impl", "keras", "model.impl='keras' is unknown"),
+        ("src_vocab_size", 0, "model.src_vocab_size must be a positive integer"),
+        ("tgt_vocab_size", 500, "model.tie_embeddings=true needs one joint vocabulary"),
+        ("embedding_scale", "no", "model.embedding_scale must be true or false"),
     ],
 )
 def test_config_errors_name_the_field(field, value, message):
@@ -52,10 +64,18 @@ def test_config_errors_name_the_field(field, value, message):
         tiny(**kw)
 
 
-@pytest.mark.parametrize("kw", VARIANTS + [dict(positions="learned", tie_embeddings=False, norm="post")])
+@pytest.mark.parametrize(
+    "kw",
+    VARIANTS
+    + [
+        dict(positions="learned", tie_embeddings=False, norm="post"),
+        dict(impl="torch", bias=False, tie_embeddings=False),
+        dict(impl="torch", norm="post", head_bias=True, src_vocab_size=7, tie_embeddings=False),
+    ],
+)
 def test_num_params_formula_matches_module(kw):
     cfg = tiny(**kw)
-    m = Seq2Seq(cfg)
+    m = build_seq2seq(cfg)
     assert cfg.num_params() == m.num_params() == sum(p.numel() for p in m.parameters())
     assert cfg.num_params(non_embedding=True) == m.num_params(non_embedding=True)
 
@@ -179,3 +199,35 @@ def test_dropout_only_in_training():
     torch.testing.assert_close(m(src, tgt, src.eq(PAD)), m(src, tgt, src.eq(PAD)))
     m.train()
     assert not torch.allclose(m(src, tgt, src.eq(PAD)), m(src, tgt, src.eq(PAD)))
+
+
+def test_separate_vocabularies_have_their_own_embeddings_and_head():
+    m = model(activation="relu", head_bias=True, embedding_scale=False, **SEPARATE)
+    assert m.src_emb.weight.shape == (41, 16) and m.tgt_emb.weight.shape == (43, 16)
+    assert m.lm_head.weight.shape == (43, 16) and m.lm_head.bias.shape == (43,)
+    assert m.lm_head.weight is not m.tgt_emb.weight
+    src, tgt, _, _ = batch_with_padding()
+    assert m(src, tgt, src.eq(PAD)).shape == (3, 7, 43)
+    assert m.config.tgt_vocab == 43 and m.config.src_vocab == 41
+
+
+def test_vocab_sizes_set_after_construction_are_checked_when_the_model_is_built():
+    cfg = tiny()
+    cfg.src_vocab_size = 50  # e.g. from a tokenizer, after the config was validated
+    with pytest.raises(ValueError, match=r"model.tie_embeddings=true needs one joint vocabulary.*tie_embeddings=false"):
+        Seq2Seq(cfg)
+
+
+def test_embedding_scale_and_activation_options():
+    scaled, plain = model(), model(embedding_scale=False)
+    ids = torch.tensor([[3, 4, 5]])
+    pe = sinusoidal_positions(24, 16)[:3]
+    torch.testing.assert_close(scaled._embed(ids, scaled.src_emb, "source"), scaled.src_emb(ids) * 4.0 + pe)
+    torch.testing.assert_close(plain._embed(ids, plain.src_emb, "source"), plain.src_emb(ids) + pe)
+    assert isinstance(model(activation="relu").encoder[0].mlp.act, torch.nn.ReLU)
+    assert isinstance(model().decoder[0].mlp.act, torch.nn.GELU)  # the default stays GELU
+
+
+def test_impl_torch_refuses_other_attention_backends():
+    with pytest.raises(ValueError, match=r"model.impl=torch runs torch.nn.MultiheadAttention.*model.attention='math'"):
+        tiny(impl="torch", attention="math")

@@ -69,9 +69,9 @@ def fit_one_step(grad_clip: float, *, fused: bool = False, **trainer_kw) -> tupl
     })  # fmt: skip
     loader = torch.utils.data.DataLoader([batch()], batch_size=None)
     if fused:  # the optimizer the project picks on CUDA: fused AdamW (which runs on CPU too)
-        make = base.make_adamw
+        make = base.make_optimizer
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(base, "make_adamw", lambda model, cfg, device_type: make(model, cfg, device_type="cuda"))
+            mp.setattr(base, "make_optimizer", lambda model, cfg, device_type: make(model, cfg, device_type="cuda"))
             trainer.fit(m, loader)
         assert trainer.optimizers[0].defaults["fused"] is True
     else:
@@ -107,7 +107,7 @@ def test_a_step_that_must_clip_applies_exactly_grad_clip(setup):
     if "plugins" in setup:
         assert trainer.precision_plugin.scaler.get_scale() == SCALE  # no overflow: the step was taken
     if setup.get("accelerator") == "cuda":
-        assert trainer.optimizers[0].defaults["fused"] is True  # make_adamw's choice on CUDA
+        assert trainer.optimizers[0].defaults["fused"] is True  # make_optimizer's choice on CUDA
     assert applied_norm(optimizer) == pytest.approx(clip, rel=1e-4)
     tol = 1e-5 if setup.get("precision") == "32-true" else 5e-2  # half-precision forward passes
     assert logged == pytest.approx(reference, rel=tol)  # the true norm, not the loss-scaled one (x SCALE)

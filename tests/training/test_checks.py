@@ -21,7 +21,7 @@ TINY = ["model=gpt_nano", "model.n_layer=2", "model.n_embd=32", "model.n_head=2"
         (["trainer.max_steps=-5"], "trainer.max_steps=-5 must be an integer >= -1"),
         (["optim.beta2=1.5"], "optim.beta2=1.5 must be in [0, 1)"),
         (["optim.min_lr=-0.01"], "optim.min_lr=-0.01 must be in [0, optim.lr=0.001]"),
-        (["+optim.momentum=0.9"], "optim.momentum is not an optimizer setting; known: lr, min_lr"),
+        (["+optim.nesterov=true"], "optim.nesterov is not an optimizer setting; known: lr, min_lr"),
         (["seed=abc"], "seed='abc' must be an integer (or null for a random seed)"),
         (["data.block_size=0"], "data.block_size=0 must be a positive integer"),
         (["data.batch_size=-8"], "data.batch_size=-8 must be a positive integer"),

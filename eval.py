@@ -6,10 +6,8 @@ greedy and beam (`beam_size=[1,5]`), hypotheses written beside scores.json. See 
 """
 
 import os
-import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 import training.config  # noqa: F401  (registers the config resolvers)
@@ -24,15 +22,13 @@ def hydra_args(argv: list[str]) -> list[str]:
     return [f"+{a}" if a.startswith("data.") else a for a in argv]
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
-def main(cfg: DictConfig) -> None:
-    from analysis.evaluate import evaluate
-    from training.cli import user_errors
+def evaluate(cfg: DictConfig) -> None:
+    from analysis.evaluate import evaluate as run
 
-    with user_errors():  # bad input: one line, exit 1
-        evaluate(cfg)
+    run(cfg)
 
 
 if __name__ == "__main__":
-    sys.argv = sys.argv[:1] + hydra_args(sys.argv[1:])
-    main()
+    from training.cli import entry_point
+
+    entry_point(evaluate, "eval", argv=hydra_args)

@@ -6,10 +6,9 @@ needed): `python sample.py ckpt_path=... "prompt=ROMEO: Hello, world"`.
 
 import sys
 
-import hydra
 from omegaconf import DictConfig
 
-from training.cli import quote_free_text, user_errors
+from training.cli import entry_point
 
 FREE_TEXT_KEYS = ("prompt",)
 OPTIONS = ("num_samples", "max_new_tokens", "temperature", "top_k", "top_p", "seed")
@@ -30,12 +29,5 @@ def sample(cfg: DictConfig) -> None:
         sys.stdout.write(f"--- sample {i} ---\n{text}\n")
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="sample")
-def main(cfg: DictConfig) -> None:
-    with user_errors():  # bad input: one line, exit 1
-        sample(cfg)
-
-
 if __name__ == "__main__":
-    sys.argv = quote_free_text(sys.argv, FREE_TEXT_KEYS)
-    main()
+    entry_point(sample, "sample", free_text=FREE_TEXT_KEYS)

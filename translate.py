@@ -11,10 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-from training.cli import quote_free_text, user_errors
+from training.cli import entry_point
 
 
 def read_input(cfg: DictConfig) -> list[str]:
@@ -124,12 +123,5 @@ def score(cfg: DictConfig, hypotheses: list[str], references: list[str], seconds
     }
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="translate")
-def main(cfg: DictConfig) -> None:
-    with user_errors():  # bad input: one line, exit 1
-        translate(cfg)
-
-
 if __name__ == "__main__":
-    sys.argv = quote_free_text(sys.argv, FREE_TEXT_KEYS)
-    main()
+    entry_point(translate, "translate", free_text=FREE_TEXT_KEYS)

@@ -4,7 +4,6 @@ composes as written (Hydra's compose API, with each entry point's own argument r
 from __future__ import annotations
 
 import importlib
-import inspect
 import os
 import re
 import shlex
@@ -15,6 +14,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
+
+from training.cli import quote_free_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -59,9 +60,8 @@ def arguments(script: str, written: str) -> tuple[list[str], bool]:
     entry = importlib.import_module(script)  # the entry point's own argument rewriting, as its __main__ does
     if hasattr(entry, "hydra_args"):  # estimate.py, eval.py
         args = [a for a in entry.hydra_args(args) if a not in getattr(entry, "NO_OUTPUTS", ())]
-    if hasattr(entry, "quote_free_text"):  # free text (text=, prompt=) quoted for Hydra's parser
-        takes_keys = len(inspect.signature(entry.quote_free_text).parameters) > 1
-        args = entry.quote_free_text(args, entry.FREE_TEXT_KEYS) if takes_keys else entry.quote_free_text(args)
+    if hasattr(entry, "FREE_TEXT_KEYS"):  # free text (text=, prompt=) quoted for Hydra's parser, as entry_point does
+        args = quote_free_text(args, entry.FREE_TEXT_KEYS)
     return args, multirun
 
 

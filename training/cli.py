@@ -95,3 +95,20 @@ def quote_free_text(argv: list[str], keys: tuple[str, ...]) -> list[str]:
             arg = f"{key}='{escaped}'"
         out.append(arg)
     return out
+
+
+def entry_point(run, config_name: str, *, free_text: tuple[str, ...] = (), argv=None) -> None:
+    """What an entry point's `__main__` does: rewrite its arguments (free-text keys quoted for Hydra, or the
+    entry point's own `argv(args) -> args`), compose conf/<config_name>.yaml with them and call run(cfg),
+    reporting user errors in one line."""
+    import hydra
+
+    args = sys.argv[1:] if argv is None else argv(sys.argv[1:])
+    sys.argv = quote_free_text(sys.argv[:1] + args, free_text)
+
+    @hydra.main(version_base="1.3", config_path=str(ROOT / "conf"), config_name=config_name)
+    def main(cfg) -> None:
+        with user_errors():  # bad input: one line, exit 1
+            run(cfg)
+
+    main()

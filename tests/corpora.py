@@ -16,7 +16,7 @@ SPEAKERS = ("ROMEO", "JULIET", "HAMLET", "KING HENRY", "QUEEN", "NURSE", "FRIAR 
 WORDS = (
     "the and to of my that in you is not with me it be his your for this but have thou thy as so will what "
     "her him all by shall do no love good lord king now sir come well would let more then how night death "
-    "heart our upon should sweet father hath heaven fair speak blood make tell day life know mine eyes art"
+    "heart our upon should sweet father hath heaven fair speak blood make tell day life know mine eyes art 'tis o'er"
 ).split()
 
 # (German, English) parts of the template sentences: subject, verb, place.

@@ -64,7 +64,8 @@ def test_ddp_two_cpu_processes_single_run(tmp_path):
     (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()  # the extra rank made no run dir of its own
     assert_one_run_written_once(run_dir)
     assert "effective batch is data.batch_size x processes x accumulate_grad_batches = 8 x 2 x 1 = 16" in out
-    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in out
+    assert "All distributed processes registered. Starting with 2 processes" in out
+    assert out.count("WARNING: optim.warmup_steps=100 is longer than the run") == 1, "a warning printed per rank"
 
     r0, r1 = read_probes(run_dir)
     assert r0["first_train_windows"] != r1["first_train_windows"], "both ranks drew the same training batch"
@@ -98,7 +99,7 @@ def test_ddp_multirun_each_rank_joins_its_job(tmp_path):
     assert r0["first_train_windows"] != r1["first_train_windows"]
     assert "Multirun: 4 job(s), 1 completed, 3 failed" in out
     # both DDP jobs built their own process group: the first one was torn down in between
-    assert out.count("Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2") == 2
+    assert out.count("All distributed processes registered. Starting with 2 processes") == 2
 
 
 def test_a_stopped_rank_ends_the_run_within_the_timeout(tmp_path):
@@ -129,8 +130,10 @@ def test_two_torchrun_nodes_on_localhost(tmp_path):
     codes = finish(procs, timeout=300)
     outs = [(tmp_path / f"node{n}.log").read_text(errors="replace") for n in (0, 1)]
     assert codes == [0, 0], outs[0][-3000:] + "\n----- node 1 -----\n" + outs[1][-3000:]
-    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in outs[1]
+    assert "All distributed processes registered. Starting with 2 processes" in outs[0]
+    assert "Run directory:" not in outs[1]  # the extra rank prints warnings and errors only
     assert sorted(p.name for p in run_dir.parent.iterdir()) == ["two_nodes"]
     assert_one_run_written_once(run_dir)
     r0, r1 = read_probes(run_dir)
+    assert (r0["global_rank"], r1["global_rank"]) == (0, 1)
     assert r0["first_train_windows"] != r1["first_train_windows"]

@@ -37,6 +37,7 @@ def test_finetune_runs_from_a_local_gpt2_directory(tmp_path, run_script):
         "model.n_layer=2",
         "model.n_head=2",
         "model.n_embd=16",
+        "model.block_size=64",  # the tiny GPT-2's n_positions
         "data.block_size=32",
         "data.batch_size=2",
         "trainer.accelerator=cpu",
@@ -56,7 +57,7 @@ def test_finetune_runs_from_a_local_gpt2_directory(tmp_path, run_script):
     assert yaml.safe_load((run / "config.yaml").read_text())["model"]["init_from"] == str(hf_dir)
     with open(run / "csv" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [float(r["train/lr"]) for r in rows if r.get("train/lr")] == pytest.approx([3e-5] * 3)  # constant
+    assert [float(r["train/lr/decay"]) for r in rows if r.get("train/lr/decay")] == pytest.approx([3e-5] * 3)  # constant
     assert (run / "checkpoints" / "best.ckpt").is_file() and not (run / "checkpoints" / "last.ckpt").exists()
     ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=False)
     assert ckpt["hyper_parameters"]["model"]["activation"] == "gelu_tanh"  # GPT-2's, set by init_from

@@ -154,7 +154,8 @@ def test_free_text_reaches_translate_verbatim(text):
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
-    from translate import FREE_TEXT_KEYS, quote_free_text
+    from training.cli import quote_free_text
+    from translate import FREE_TEXT_KEYS
 
     (arg,) = quote_free_text([f"text={text}"], FREE_TEXT_KEYS)
     (override,) = OverridesParser.create().parse_overrides([arg])

@@ -49,3 +49,11 @@ def test_every_field_is_checked(field, message):
 def test_edges_are_accepted():
     OptimConfig(min_lr=0.0, beta1=0.0, beta2=0.0, weight_decay=0.0, grad_clip=0.0, warmup_steps=0)
     OptimConfig(lr=1e-3, min_lr=1e-3, decay_steps=10)  # min_lr == lr: a flat schedule
+
+
+@pytest.mark.parametrize("schedule", ["constant", "inverse_sqrt"])
+def test_min_lr_above_lr_is_no_error_where_the_schedule_never_decays_to_it(schedule):
+    """experiment=finetune_shakespeare: a constant lr 3e-5 under the gpt preset's min_lr 1e-4."""
+    OptimConfig(lr=3e-5, min_lr=1e-4, schedule=schedule)
+    with pytest.raises(ValueError, match=r"optim.min_lr=-1 must be in \[0, optim.lr=3e-05\]"):
+        OptimConfig(lr=3e-5, min_lr=-1, schedule=schedule)

@@ -57,7 +57,7 @@ def test_finetune_runs_from_a_local_gpt2_directory(tmp_path, run_script):
     assert yaml.safe_load((run / "config.yaml").read_text())["model"]["init_from"] == str(hf_dir)
     with open(run / "csv" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [float(r["train/lr/decay"]) for r in rows if r.get("train/lr/decay")] == pytest.approx([3e-5] * 3)  # constant
+    assert [float(r["train/lr/decay"]) for r in rows if r.get("train/lr/decay")] == pytest.approx([3e-5] * 3)
     assert (run / "checkpoints" / "best.ckpt").is_file() and not (run / "checkpoints" / "last.ckpt").exists()
     ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=False)
     assert ckpt["hyper_parameters"]["model"]["activation"] == "gelu_tanh"  # GPT-2's, set by init_from

@@ -42,8 +42,11 @@ class OptimConfig:
         checks = (
             ("lr", self.lr > 0, "must be > 0"),
             # only cosine decays to min_lr: a constant lr below the default min_lr (fine-tuning) is no error
-            ("min_lr", 0 <= self.min_lr and (self.schedule != "cosine" or self.min_lr <= self.lr),
-             f"must be in [0, optim.lr={self.lr}]"),
+            (
+                "min_lr",
+                0 <= self.min_lr and (self.schedule != "cosine" or self.min_lr <= self.lr),
+                f"must be in [0, optim.lr={self.lr}]",
+            ),
             ("beta1", 0 <= self.beta1 < 1, "must be in [0, 1)"),
             ("beta2", 0 <= self.beta2 < 1, "must be in [0, 1)"),
             ("eps", self.eps > 0, "must be > 0"),

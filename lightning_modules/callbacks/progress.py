@@ -22,12 +22,15 @@ class StepProgressBar(TQDMProgressBar):
         self._since = time.perf_counter()
         self._tokens_per_sec: float | None = None
 
+    @property
+    def train_description(self) -> str:
+        return "step"  # not Lightning's "Training" / "Epoch 0"
+
     def on_train_epoch_start(self, trainer: L.Trainer, *_) -> None:
-        super().on_train_epoch_start(trainer)
+        # Not TQDMProgressBar's: it resets the bar to the epoch's batches and names it "Epoch <n>".
         bar = self.train_progress_bar
         bar.reset(total=trainer.max_steps if trainer.max_steps > 0 else None)
         bar.n = bar.initial = trainer.global_step  # a resumed run starts where it stopped
-        bar.set_description("step")
         self._tokens, self._since = 0, time.perf_counter()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from training.checks import check_backend, check_run, check_sampling
+from training.cli import user_error_message
 
 TINY = ["model=gpt_nano", "model.n_layer=2", "model.n_embd=32", "model.n_head=2", "data.block_size=32"]
 
@@ -28,13 +29,20 @@ TINY = ["model=gpt_nano", "model.n_layer=2", "model.n_embd=32", "model.n_head=2"
         (["model.attention=flash", "trainer=cpu"], "model.attention=flash needs a CUDA GPU"),
         (["sample.num_samples=-1"], "sample.num_samples=-1 must be an integer >= 0"),
         (["sample.max_new_tokens=0"], "sample.max_new_tokens=0 must be a positive integer"),
+        (["model.block_size=16"], "data.block_size=32 is larger than the model's context model.block_size=16"),
+        (["model.n_embd=30", "model.n_head=4"], "model.n_embd=30 is not divisible by model.n_head=4"),
     ],
 )
 def test_bad_settings_fail_before_any_work(hydra_job, overrides, message):
     cfg = hydra_job([*TINY, *overrides], multirun=False)
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(Exception) as err:
         check_run(cfg)
-    assert str(err.value).startswith(message)
+    assert user_error_message(err.value).startswith(message)  # what the user reads (Hydra's wrapper unwrapped)
+
+
+def test_a_missing_checkpoint_is_named(hydra_job):
+    with pytest.raises(FileNotFoundError, match=r"ckpt_path=/no/such.ckpt does not exist"):
+        check_run(hydra_job([*TINY, "ckpt_path=/no/such.ckpt"], multirun=False))
 
 
 def test_seq2seq_may_run_by_epochs(hydra_job):

@@ -30,11 +30,13 @@ train: install          ## the main job for this machine: the GPU recipe with CU
 train-cpu: install      ## the 2-core CPU recipe (~5 min)
 	$(PY) train.py experiment=shakespeare_char_cpu $(ARGS)
 
+# pytest-xdist: one worker per core (JOBS=0: no workers, the suite in this process); a test module stays on one worker (its fixtures).
+JOBS ?= auto
 test: install           ## the whole suite CI runs (tests needing a real corpus skip without it: make data)
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n $(JOBS) --dist loadscope $(ARGS)
 
 test-fast: install      ## the unit tests: everything but the end-to-end subprocess runs (marked slow)
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+	$(PY) -m pytest -q -n $(JOBS) --dist loadscope -m "not slow" $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

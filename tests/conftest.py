@@ -27,7 +27,9 @@ from tests.offline import network_guard  # noqa: E402
 
 
 def _real_data_dir() -> Path:
-    given = os.environ.get("DATA_DIR")
+    # TFORMER_REAL_DATA_DIR: what DATA_DIR was before this file pointed it at the generated corpora (pytest-xdist
+    # workers inherit the changed DATA_DIR).
+    given = os.environ.get("TFORMER_REAL_DATA_DIR") or os.environ.get("DATA_DIR")
     if given:
         return Path(given).expanduser().resolve()
     shared = ROOT.parent / "shared" / "data"
@@ -35,6 +37,7 @@ def _real_data_dir() -> Path:
 
 
 REAL_DATA_DIR = _real_data_dir()
+os.environ["TFORMER_REAL_DATA_DIR"] = str(REAL_DATA_DIR)
 GPT2_BPE_FILES = tuple(GPT2_BPE)  # tiktoken's cache names of GPT-2's vocab.bpe and encoder.json
 TIKTOKEN_DIR = Path(os.environ.get("TIKTOKEN_CACHE_DIR") or REAL_DATA_DIR / "tiktoken")
 CACHE_DIR = Path(os.environ.setdefault("TFORMER_CACHE_DIR", str(ROOT / ".cache" / "tests")))
@@ -52,6 +55,10 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(OFFLINE), os.environ.
 # OpenMP threads that sleep instead of spinning: on a small shared CPU, spinning threads make tiny ops
 # (a batch-1 decoding step) up to 30x slower.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Under pytest-xdist (make test runs -n auto), the processes the tests start share the cores between the workers.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _workers > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
 network_guard.install()
 
 

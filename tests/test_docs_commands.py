@@ -56,6 +56,7 @@ def arguments(script: str, written: str) -> tuple[list[str], bool]:
     ]
     multirun = any(a in ("-m", "--multirun") for a in args)
     args = [a for a in args if a not in ("-m", "--multirun", "...")]  # "..." elides more of the same
+    args = hydra_flags_removed(args)
     sys.path.insert(0, str(ROOT))
     entry = importlib.import_module(script)  # the entry point's own argument rewriting, as its __main__ does
     if hasattr(entry, "hydra_args"):  # estimate.py, eval.py
@@ -63,6 +64,23 @@ def arguments(script: str, written: str) -> tuple[list[str], bool]:
     if hasattr(entry, "FREE_TEXT_KEYS"):  # free text (text=, prompt=) quoted for Hydra's parser, as entry_point does
         args = quote_free_text(args, entry.FREE_TEXT_KEYS)
     return args, multirun
+
+
+HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--resolve", "--info", "-i")  # Hydra's own, not overrides
+HYDRA_FLAGS_WITH_VALUE = ("--cfg", "-c", "--package", "-p")
+
+
+def hydra_flags_removed(args: list[str]) -> list[str]:
+    """The overrides of a command line without Hydra's flags (`--help`, `--cfg job --resolve`, ...)."""
+    kept, skip = [], False
+    for a in args:
+        if skip or a in HYDRA_FLAGS:
+            skip = False
+            continue
+        skip = a in HYDRA_FLAGS_WITH_VALUE
+        if not skip:
+            kept.append(a)
+    return kept
 
 
 def sweep_expansions(args: list[str]) -> list[list[str]]:

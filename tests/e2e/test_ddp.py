@@ -104,16 +104,16 @@ def test_ddp_multirun_each_rank_joins_its_job(tmp_path):
 
 def test_a_stopped_rank_ends_the_run_within_the_timeout(tmp_path):
     """The second rank stops itself (SIGSTOP) at step 2: alive, but never answering. With the process-group timeout
-    shortened to 40 s (the extra rank must still start within it), rank zero gives up, names the stopped
+    shortened to 45 s (the extra rank must still start within it), rank zero gives up, names the stopped
     rank and kills it; no process outlives train.py (run_train checks), and a hang fails at run_train's timeout."""
     stop = ["+callbacks.stop._target_=tests.e2e.ddp_probe.StopOnRank", "+callbacks.stop.rank=1"]
     code, out = run_train([*DDP, "model.n_head=2", *stop, "trainer.strategy.timeout.minutes=0",
-                 "+trainer.strategy.timeout.seconds=40"], tmp_path=tmp_path,
+                 "+trainer.strategy.timeout.seconds=45"], tmp_path=tmp_path,
                           name="stopped", timeout=400)  # fmt: skip
     assert code != 0, out[-4000:]
     assert re.search(r"DDP: local rank 1 \(pid \d+, stopped\) did not take part in a collective operation within "
                      r"the process-group timeout \(trainer.strategy.timeout\)", out), out[-4000:]  # fmt: skip
-    assert "Timed out waiting 40000ms" in out  # gloo's own words, after the configured 40 s
+    assert "Timed out waiting 45000ms" in out  # gloo's own words, after the configured 45 s
 
 
 def test_two_torchrun_nodes_on_localhost(tmp_path):

@@ -17,8 +17,13 @@ def test_missing_corpora_fail_by_name_and_leave_nothing(tmp_path, capsys):
     assert corpora.main([str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert out.count("FAILED") == 3
-    for name in ("tinyshakespeare.txt is missing", "train.de.gz is missing", "GPT-2 BPE (tiktoken): FAILED",
-                 "vocab.bpe) is missing", "tests never touch the network"):
+    for name in (
+        "tinyshakespeare.txt is missing",
+        "train.de.gz is missing",
+        "GPT-2 BPE (tiktoken): FAILED",
+        "vocab.bpe) is missing",
+        "tests never touch the network",
+    ):
         assert name in out, name
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 

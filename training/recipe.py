@@ -1,6 +1,6 @@
 """Which recipe `make train` runs on this machine: the GPU recipe where CUDA is present, the CPU one otherwise.
 
-    python -m training.recipe [auto|gpu|cpu]   prints the experiment to run (stdout) and why (stderr)
+python -m training.recipe [auto|gpu|cpu]   prints the experiment to run (stdout) and why (stderr)
 """
 
 from __future__ import annotations

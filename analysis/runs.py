@@ -236,6 +236,7 @@ def summarise(run: Run) -> dict:
         "n_head": cfg.get("model.n_head"),
         "n_layer": layers,
         "params": m.get("params") or _params_from_config(cfg),
+        "steps": m.get("steps") or max((s for series in run.metrics.values() for s, _ in series), default=None),
         "best_val_loss": min(val) if val else None,
         "best_val_bleu": from_csv("val/bleu", max),
         "test_bleu": test_bleu[-1][1] if test_bleu else None,

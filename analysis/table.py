@@ -19,6 +19,7 @@ COLUMNS: list[tuple[str, str]] = [  # (key, header)
     ("n_head", "n_head"),
     ("n_layer", "n_layer"),
     ("params", "parameters"),
+    ("steps", "steps"),
     ("best_val_loss", "best val loss"),
     ("best_val_bleu", "best val BLEU"),
     ("test_bleu", "test BLEU"),

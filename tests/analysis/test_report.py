@@ -147,7 +147,7 @@ def test_translation_runs_get_their_preset_and_bleu_and_need_no_generation_file(
     with open(sweep / "report" / "summary.csv", newline="") as f:
         mt, lm = list(csv.DictReader(f))
     assert mt["status"] == "ok" and mt["preset"] == "tutorial_hkproj" and mt["tokenizer"] == "word (separate)"
-    assert (mt["n_layer"], mt["params"], mt["best_val_loss"]) == ("6+3", "4321", "4.0")
+    assert (mt["n_layer"], mt["params"], mt["steps"], mt["best_val_loss"]) == ("6+3", "4321", "30", "4.0")
     assert (mt["best_val_bleu"], mt["test_bleu"], mt["word_accuracy"]) == ("3.25", "2.75", "")
     assert (lm["preset"], lm["tokenizer"], lm["test_bleu"], lm["word_accuracy"]) == ("", "char", "", "0.625")
     md = (sweep / "report" / "summary.md").read_text()

@@ -168,12 +168,13 @@ def test_tutorials_smoke_sweep_then_report(run_script, tmp_path):
     assert f"source vocabulary {src.vocab_size:,}, target vocabulary {tgt.vocab_size:,}" in out
     assert yaml.safe_load((sweep / "3" / "config.yaml").read_text())["model"]["impl"] == "torch"
     # translate.py rebuilds both vocabularies from the checkpoint alone: the last weights translate the last
-    # validation's sources (greedy, translations.txt) into the same hypotheses.
+    # validation's sources (translations.txt) into the same hypotheses, decoded alike.
     last = (hkproj / "translations.txt").read_text(encoding="utf-8").split("=== step ")[-1]
     sources = [line[5:] for line in last.split("\n") if line.startswith("SRC: ")]
     hypotheses = [line[5:] for line in last.split("\n") if line.startswith("HYP: ")]
     assert len(sources) == len(hypotheses) == 5
     (tmp_path / "in.de").write_text("\n".join(sources) + "\n", encoding="utf-8")
     ckpt_path = f"ckpt_path={hkproj / 'checkpoints' / 'last.ckpt'}"
-    run_script("translate.py", ckpt_path, f"input={tmp_path / 'in.de'}", f"output={tmp_path / 'out.en'}", "beam_size=1")
+    decoding = ["beam_size=1", "max_len_a=1.0", "max_len_b=5"]  # the smoke sweep's validation decoding
+    run_script("translate.py", ckpt_path, f"input={tmp_path / 'in.de'}", f"output={tmp_path / 'out.en'}", *decoding)
     assert (tmp_path / "out.en").read_text(encoding="utf-8").split("\n")[:5] == hypotheses

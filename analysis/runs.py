@@ -1,9 +1,10 @@
 """Finished runs read from their local files alone: discovery, parsing, and one summary row per run.
 
 A run directory is what train.py writes: config.yaml (resolved config), csv/metrics.csv (every logged
-metric), measure.json (Measure callback), generation.json (GenerationMetrics), and in a multirun
-.hydra/overrides.yaml and status.json (a failed job's reason). A missing or unreadable file is recorded
-in the run's `problems` (and so in the table's status column), never silently skipped.
+metric), measure.json (Measure callback), generation.json (GenerationMetrics: GPT runs only), .hydra/hydra.yaml
+(the config groups chosen: the experiment preset), and in a multirun .hydra/overrides.yaml and status.json (a
+failed job's reason). A missing or unreadable file is recorded in the run's `problems` (and so in the table's
+status column), never silently skipped.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ CONFIG_KEYS = (
     "data.batch_size", "data.block_size", "data.tokenizer", "model.n_embd", "model.n_head", "model.n_layer",
     "model.vocab_size", "model.bias", "model.block_size", "model.name", "model.attention", "logger.wandb.project",
     "model.vocab_multiple",
-    "logger.wandb.group",
+    "logger.wandb.group", "model._target_", "model.n_enc_layer", "model.n_dec_layer", "data.shared_vocab",
+    "model.d_ff", "model.tie_embeddings", "model.head_bias", "model.positions",
 )  # fmt: skip
+SIZE_OPTIONS = ("d_ff", "tie_embeddings", "head_bias", "positions")  # GPT options that change the parameter count
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Run:
     measure: dict = field(default_factory=dict)
     generation: dict = field(default_factory=dict)
     status: dict = field(default_factory=dict)
+    preset: str | None = None  # the experiment config it ran (experiment=<preset>)
     problems: list[str] = field(default_factory=list)
     row: dict = field(default_factory=dict)
 
@@ -135,9 +139,28 @@ def _read_overrides(path: Path, problems: list[str]) -> list[str]:
         return []
 
 
+def _read_preset(run: Path) -> str | None:
+    """The experiment preset a run used: Hydra's choice of the `experiment` group (.hydra/hydra.yaml)."""
+    hydra = run / ".hydra" / "hydra.yaml"
+    if not hydra.is_file():
+        return None
+    try:
+        cfg = OmegaConf.load(hydra)
+    except (OSError, ValueError, OmegaConfBaseException):
+        return None
+    choice = OmegaConf.select(cfg, "hydra.runtime.choices.experiment", default=None, throw_on_resolution_failure=False)
+    return None if choice is None else str(choice)
+
+
+def family(cfg: dict) -> str:
+    """The run's model family from its config: seq2seq or gpt."""
+    return "seq2seq" if "seq2seq" in str(cfg.get("model._target_", "")).lower() else "gpt"
+
+
 def read_run(path: Path) -> Run:
     run = Run(path=path)
     run.config = _read_config(path, run.problems)
+    run.preset = _read_preset(path)
     run.overrides = _read_overrides(path, run.problems)
     run.status = _read_json(path / "status.json", run.problems) if (path / "status.json").is_file() else {}
     if not run.overrides and run.status.get("overrides"):
@@ -148,17 +171,21 @@ def read_run(path: Path) -> Run:
     else:
         run.problems.append("no csv/metrics.csv")
     run.measure = _read_json(path / "measure.json", run.problems)
-    run.generation = _read_json(path / "generation.json", run.problems)
+    if family(run.config) == "gpt":  # seq2seq runs score translations (test/bleu), they write no generation.json
+        run.generation = _read_json(path / "generation.json", run.problems)
     return run
 
 
 def _params_from_config(cfg: dict) -> int | None:
-    """Parameter count from the sizes, for runs that did not get to write measure.json."""
+    """Parameter count from a GPT's sizes, for runs that did not get to write measure.json."""
     from analysis.estimate import KNOWN_VOCAB
     from models import sizing
     from models.gpt import GPTConfig
 
+    if family(cfg) != "gpt":
+        return None
     vocab = cfg.get("model.vocab_size") if "model.vocab_size" in cfg else KNOWN_VOCAB.get(cfg.get("data.tokenizer"))
+    options = {k: cfg[f"model.{k}"] for k in SIZE_OPTIONS if f"model.{k}" in cfg}
     try:
         model = GPTConfig(
             vocab_size=int(vocab),
@@ -168,6 +195,7 @@ def _params_from_config(cfg: dict) -> int | None:
             n_embd=int(cfg["model.n_embd"]),
             bias=bool(cfg.get("model.bias", False)),
             vocab_multiple=int(cfg.get("model.vocab_multiple") or 1),
+            **options,
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -194,15 +222,24 @@ def summarise(run: Run) -> dict:
         values = [v for _, v in run.series(key)]
         return how(values) if values else None
 
+    layers = cfg.get("model.n_layer")
+    if family(cfg) == "seq2seq" and cfg.get("model.n_enc_layer") is not None:
+        layers = f"{cfg['model.n_enc_layer']}+{cfg.get('model.n_dec_layer')}"  # encoder + decoder
+    test_bleu = run.series("test/bleu")
     row = {
         "run": run.label,
+        "preset": run.preset,
+        "tokenizer": _tokenizer(cfg),
         "batch_size": cfg.get("data.batch_size"),
         "block_size": cfg.get("data.block_size"),
         "n_embd": cfg.get("model.n_embd"),
         "n_head": cfg.get("model.n_head"),
-        "n_layer": cfg.get("model.n_layer"),
+        "n_layer": layers,
         "params": m.get("params") or _params_from_config(cfg),
+        "steps": m.get("steps") or max((s for series in run.metrics.values() for s, _ in series), default=None),
         "best_val_loss": min(val) if val else None,
+        "best_val_bleu": from_csv("val/bleu", max),
+        "test_bleu": test_bleu[-1][1] if test_bleu else None,
         "word_accuracy": g.get("word_accuracy"),
         "tokens_per_sec": m.get("tokens_per_sec") or from_csv("perf/tokens_per_sec", median),
         "step_time": m.get("step_time") or from_csv("perf/step_time", median),
@@ -224,6 +261,12 @@ def summarise(run: Run) -> dict:
         status = "ok"
     row["status"] = status.replace("\n", " ")
     return row
+
+
+def _tokenizer(cfg: dict) -> str | None:
+    """data.tokenizer, marked "(separate)" when source and target have their own vocabularies."""
+    name = cfg.get("data.tokenizer")
+    return f"{name} (separate)" if name is not None and cfg.get("data.shared_vocab") is False else name
 
 
 def load_runs(paths: list[str | Path]) -> list[Run]:

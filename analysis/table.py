@@ -10,14 +10,19 @@ from analysis.runs import Run
 
 COLUMNS: list[tuple[str, str]] = [  # (key, header)
     ("run", "run"),
+    ("preset", "preset"),
     ("status", "status"),
+    ("tokenizer", "tokenizer"),
     ("batch_size", "batch"),
     ("block_size", "block"),
     ("n_embd", "n_embd"),
     ("n_head", "n_head"),
     ("n_layer", "n_layer"),
     ("params", "parameters"),
+    ("steps", "steps"),
     ("best_val_loss", "best val loss"),
+    ("best_val_bleu", "best val BLEU"),
+    ("test_bleu", "test BLEU"),
     ("word_accuracy", "word accuracy"),
     ("tokens_per_sec", "tokens/s"),
     ("step_time", "time/step (s)"),
@@ -41,6 +46,8 @@ def _fmt(key: str, value) -> str:
             return f"{value:.1%}"
         if key in ("tokens_per_sec", "peak_memory_mb", "estimated_memory_mb"):
             return f"{value:,.1f}"
+        if key in ("best_val_bleu", "test_bleu"):
+            return f"{value:.2f}"
         return f"{value:.4g}"
     return str(value).replace("|", "\\|")
 
@@ -62,6 +69,13 @@ def write_table(runs: list[Run], out: Path) -> tuple[Path, Path]:
     bad = [r for r in runs if r.row["status"] != "ok"]
     for r in bad:
         notes.append(f"- {r.label}: {r.row['status']}")
+    if any(r.row.get("best_val_bleu") is not None or r.row.get("test_bleu") is not None for r in runs):
+        notes.append(
+            "BLEU: sacreBLEU (cased, 13a) of the decoded translations; val BLEU is the best of the validations "
+            "(module.val_beam_size), test BLEU the test split decoded once after training with the best checkpoint "
+            "(module.beam_size). Val loss is per token of each run's own tokenizer: compare it between runs that "
+            "share a tokenizer."
+        )
     kinds = {r.measure.get("memory_kind") for r in runs if r.measure.get("memory_kind")}
     if "process_peak_rss" in kinds:
         notes.append(

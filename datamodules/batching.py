@@ -63,14 +63,24 @@ class PadCollate:
 
 class TokenBudgetBatchSampler(Sampler[list[int]]):
     """Length-bucketed batches: pairs sorted by length are packed while
-    batch size x longest side (source or target) <= max_tokens, so padding stays small.
+    batch size x longest side (source or target) <= max_tokens (and batch size <= max_sentences, when set),
+    so padding stays small.
 
     shuffle=True shuffles ties within a length and the order of the batches, differently every epoch
     (seeded). Under DDP each rank takes every world-th batch (the list is padded to a multiple of
     the world size); use it with Trainer(use_distributed_sampler=False).
     """
 
-    def __init__(self, src_lens: np.ndarray, tgt_lens: np.ndarray, max_tokens: int, *, shuffle: bool, seed: int = 0):
+    def __init__(
+        self,
+        src_lens: np.ndarray,
+        tgt_lens: np.ndarray,
+        max_tokens: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        max_sentences: int | None = None,
+    ):
         self.sizes = np.maximum(np.asarray(src_lens), np.asarray(tgt_lens))
         if len(self.sizes) == 0:
             raise ValueError("no sentence pairs to batch")
@@ -80,6 +90,7 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
                 f"raise data.max_tokens to at least data.max_len"
             )
         self.max_tokens, self.shuffle, self.seed, self.epoch = max_tokens, shuffle, seed, 0
+        self.max_sentences = max_sentences or len(self.sizes)
         self._len = len(self._batches(0))
 
     def _batches(self, epoch: int) -> list[list[int]]:
@@ -92,7 +103,8 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         batches, current, longest = [], [], 0
         for i in order.tolist():
             size = int(self.sizes[i])
-            if current and (len(current) + 1) * max(longest, size) > self.max_tokens:
+            full = len(current) == self.max_sentences
+            if current and (full or (len(current) + 1) * max(longest, size) > self.max_tokens):
                 batches.append(current)
                 current, longest = [], 0
             current.append(i)

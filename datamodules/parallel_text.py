@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Protocol
 
 from datamodules.files import iter_utf8, read_lines
-from datamodules.subword import PairTokenizer
+from datamodules.subword import PairTokenizer, sides
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +117,10 @@ class Encoded:
 
 
 def encode_split(tokenizer: PairTokenizer, src: list[str], tgt: list[str], max_len: int, *, split: str) -> Encoded:
-    """Tokenize both sides; cut sentences to max_len - 1 tokens (one position is left for EOS/BOS)."""
-    src_ids, tgt_ids = tokenizer.encode_batch(src), tokenizer.encode_batch(tgt)
+    """Tokenize both sides (each with its side's tokenizer); cut sentences to max_len - 1 tokens (one position is
+    left for EOS/BOS)."""
+    src_tok, tgt_tok = sides(tokenizer)
+    src_ids, tgt_ids = src_tok.encode_batch(src), tgt_tok.encode_batch(tgt)
     long = sum(len(s) >= max_len or len(t) >= max_len for s, t in zip(src_ids, tgt_ids))
     if long:
         log.warning(

@@ -1,4 +1,4 @@
-"""Any text corpus for a GPT: files, folders or globs, character or tiktoken tokens, streamed into token caches.
+"""Any text corpus for a GPT: files, folders or globs, character, word or tiktoken tokens, streamed into token caches.
 
 The corpus is `path` (a file, a folder, a glob or a list of them, read in that order), its last
 `val_fraction` of characters held out for validation as nanoGPT does (`text[:int(n * 0.9)]`); or explicit
@@ -29,11 +29,13 @@ from datamodules.text_tokenizers import (
     CharTokenizer,
     TiktokenTokenizer,
     Tokenizer,
+    WordTokenizer,
     default_tiktoken_cache,
     tiktoken_encodings,
 )
 from datamodules.token_cache import char_slice, digest, safe_pieces, write_tokens
 from datamodules.windows import EvalWindows, RandomWindows, batches_drawn, load_tokens
+from datamodules.word_level import check_settings, learn
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +98,11 @@ class Split:
 class TextDataModule(L.LightningDataModule):
     """A language-model corpus from text files; see the module docstring.
 
-    tokenizer: "char" (one token per character of the corpus, every split's characters included, as nanoGPT)
-    or a tiktoken encoding ("gpt2", "cl100k_base", ...: its files must be in tiktoken's cache, which is
-    `tiktoken_dir` when TIKTOKEN_CACHE_DIR is unset). device_resident: draw training windows on the GPU from a
+    tokenizer: "char" (one token per character of the corpus, every split's characters included, as nanoGPT),
+    "word" (the words of the training split seen min_frequency times, the rest <unk>; split by `word_split`:
+    whitespace or basic_english, `lowercase` to lower-case; datamodules/word_level.py) or a tiktoken encoding
+    ("gpt2", "cl100k_base", ...: its files must be in tiktoken's cache, which is `tiktoken_dir` when
+    TIKTOKEN_CACHE_DIR is unset). device_resident: draw training windows on the GPU from a
     copy of the training split held there (true | false | auto: on CUDA when it fits; device_windows.py).
     """
 
@@ -119,6 +123,9 @@ class TextDataModule(L.LightningDataModule):
         seed: int = 1337,
         tiktoken_dir: str | None = None,
         device_resident: bool | str = "auto",
+        min_frequency: int = 1,
+        word_split: str = "whitespace",
+        lowercase: bool = False,
     ):
         super().__init__()
         check_setting(device_resident)
@@ -129,8 +136,12 @@ class TextDataModule(L.LightningDataModule):
             raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
         if path is not None and train is not None:
             raise ValueError("give data.path or data.train (the same thing: the training text), not both")
-        if tokenizer != "char" and tokenizer not in (encodings := tiktoken_encodings()):
-            raise ValueError(f"data.tokenizer={tokenizer!r} is unknown; choose char or a tiktoken encoding {encodings}")
+        if tokenizer not in ("char", "word") and tokenizer not in (encodings := tiktoken_encodings()):
+            raise ValueError(
+                f"data.tokenizer={tokenizer!r} is unknown; choose char, word or a tiktoken encoding {encodings}"
+            )
+        check_settings("word", word_split, min_frequency, None)
+        self.word_settings = {"split": word_split, "lowercase": bool(lowercase), "min_frequency": min_frequency}
         self.train_spec, self.train_field = (path, "path") if train is None else (train, "train")
         self.val_spec = val
         self.cache_root = Path(cache_dir).expanduser()
@@ -198,8 +209,22 @@ class TextDataModule(L.LightningDataModule):
         if self.tokenizer_name == "char":
             sources = {id(s.source): s.source for s in (self.split("train"), self.split("val"))}
             return CharTokenizer("".join(self.scan(s)["alphabet"] for s in sources.values()))
+        if self.tokenizer_name == "word":
+            return self.word_tokenizer()
         default_tiktoken_cache(self.tiktoken_dir)
         return TiktokenTokenizer(self.tokenizer_name)
+
+    def word_tokenizer(self) -> WordTokenizer:
+        """The word vocabulary of the training split, learnt once (cached beside the token caches)."""
+        train = self.split("train")
+        key = digest([train.source.identity(), train.start, train.stop, self.word_settings])
+        path = self.cache_root / "text" / f"words-{key}.json"
+        if not path.is_file():
+            log.info("Learning the word vocabulary of %s", train.source.label)
+            spec = learn(safe_pieces(train.chunks()), level="word", **self.word_settings)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda tmp: tmp.write_text(spec, encoding="utf-8"))
+        return WordTokenizer(path.read_text(encoding="utf-8"))
 
     def use_tokenizer(self, tokenizer: Tokenizer) -> None:
         """Tokenize with this tokenizer (a checkpoint's) instead of making one from data.tokenizer."""

@@ -104,6 +104,33 @@ class TiktokenTokenizer:
         return {"kind": self.kind, "encoding": self.encoding}
 
 
+class WordTokenizer:
+    """A word-level vocabulary learnt on the training text (datamodules/word_level.py): words under the minimum
+    frequency are <unk>; samples decode with their words joined by spaces."""
+
+    kind = "word"
+
+    def __init__(self, json: str):
+        """json: the Hugging Face `tokenizers` definition (vocabulary, normalizer, pre-tokenizer)."""
+        from tokenizers import Tokenizer
+
+        self.tok = Tokenizer.from_str(json)
+        self.vocab_size = self.tok.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+    def encode_arrays(self, texts: list[str]) -> list[np.ndarray]:
+        """encode() of each text as an int64 array (the Rust tokenizer encodes the batch in parallel)."""
+        return [np.asarray(e.ids, dtype=np.int64) for e in self.tok.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids) -> str:
+        return self.tok.decode(np.asarray(ids, dtype=np.int64).tolist(), skip_special_tokens=False)
+
+    def state_dict(self) -> dict:
+        return {"kind": self.kind, "json": self.tok.to_str()}
+
+
 def rebuild(state: dict, kinds: tuple[type, ...], what: str = "tokenizer"):
     """Rebuild a tokenizer from its state_dict() (as stored in a checkpoint); its kind must be one of kinds.
 
@@ -114,9 +141,9 @@ def rebuild(state: dict, kinds: tuple[type, ...], what: str = "tokenizer"):
     raise ValueError(f"unknown {what} kind {state.get('kind')!r}; expected one of {[c.kind for c in kinds]}")
 
 
-def build_tokenizer(state: dict) -> CharTokenizer | TiktokenTokenizer:
+def build_tokenizer(state: dict) -> CharTokenizer | TiktokenTokenizer | WordTokenizer:
     """A language-model tokenizer from its state_dict()."""
-    return rebuild(state, (CharTokenizer, TiktokenTokenizer))
+    return rebuild(state, (CharTokenizer, TiktokenTokenizer, WordTokenizer))
 
 
 def default_tiktoken_cache(folder: str | Path | None) -> None:

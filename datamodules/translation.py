@@ -1,4 +1,4 @@
-"""Parallel corpora for translation: where the pairs come from, a joint tokenizer, token-budget batches.
+"""Parallel corpora for translation: where the pairs come from, the tokenizer, token-budget batches.
 
 A split's pairs come from (the first that is set):
 - explicit files, `data.<split>_src=` / `data.<split>_tgt=` (one sentence a line, line i translating line i);
@@ -7,6 +7,9 @@ A split's pairs come from (the first that is set):
   and `data.src_lang` / `data.tgt_lang`.
 Several test sets: a list in any of the test keys (`data.test=[test2016,test2017]`); eval.py scores each.
 A split without pairs is cut off the training pairs by a seeded `val_fraction` / `test_fraction`.
+The tokenizer (`data.tokenizer`): a byte-level BPE, GPT-2's BPE, or word- / character-level vocabularies
+(datamodules/word_level.py), learnt on the training pairs only; one joint vocabulary, or with
+`data.shared_vocab=false` one per side (same pad / BOS / EOS ids). It is cached in cache_dir.
 `Multi30kDataModule` adds Multi30k's file names, languages and download; `HFTranslationDataModule` reads
 Hugging Face datasets.
 
@@ -36,12 +39,25 @@ from torch.utils.data import DataLoader
 from datamodules.batching import PadCollate, PairDataset, TokenBudgetBatchSampler
 from datamodules.files import atomic_write
 from datamodules.parallel_text import EMPTY_LINES, Encoded, FilePair, PairSource, TsvPairs, encode_split
-from datamodules.subword import BPETokenizer, GPT2PairTokenizer, PairTokenizer, build_pair_tokenizer
+from datamodules.subword import (
+    BOS,
+    EOS,
+    PAD,
+    BPETokenizer,
+    GPT2PairTokenizer,
+    HFPairTokenizer,
+    JointTokenizer,
+    PairTokenizer,
+    SeparateTokenizers,
+    build_pair_tokenizer,
+)
 from datamodules.text_tokenizers import default_tiktoken_cache
+from datamodules.token_cache import digest
+from datamodules.word_level import LEVELS, UNK, check_settings, learn
 
 log = logging.getLogger(__name__)
 
-TOKENIZERS = ("bpe", "gpt2")
+TOKENIZERS = ("bpe", "gpt2", *LEVELS)
 SPLITS = ("train", "val", "test")
 STAGE_SPLITS = {"validate": ("val",), "test": ("test",)}  # other stages (fit, None): every split
 Names = str | Sequence[str] | None
@@ -57,9 +73,12 @@ def as_list(value: Names) -> list[str]:
 class ParallelCorpusDataModule(L.LightningDataModule):
     """Any parallel corpus; see the module docstring for where the pairs come from.
 
-    tokenizer: "bpe" (joint byte-level BPE of vocab_size tokens learnt on the training pairs only, cached in
-    cache_dir) or "gpt2" (tiktoken). limit: keep only the first `limit` pairs of every split (quick runs and
-    tests).
+    tokenizer: "bpe" (byte-level BPE of vocab_size tokens learnt on the training pairs only, cached in cache_dir),
+    "gpt2" (tiktoken), "word" or "char" (vocabularies of the tokens seen min_frequency times, at most vocab_size
+    (null: no limit), the rest <unk>; words split by `word_split`, `lowercase` for lower-cased text).
+    shared_vocab: one vocabulary for both sides, or (false) one per side. limit: keep only the first `limit`
+    pairs of every split (quick runs and tests); eval_limit: of the val and test sets only (a quicker BLEU on a
+    CPU). max_sentences: at most this many pairs per batch (the tutorials' batch sizes), besides max_tokens.
     """
 
     family = "seq2seq"
@@ -85,21 +104,34 @@ class ParallelCorpusDataModule(L.LightningDataModule):
         val_fraction: float = 0.05,
         test_fraction: float = 0.0,
         tokenizer: str = "bpe",
-        vocab_size: int = 8000,
+        vocab_size: int | None = 8000,
         min_frequency: int = 2,
+        shared_vocab: bool = True,
+        word_split: str = "whitespace",
+        lowercase: bool = False,
         max_len: int = 128,
         max_tokens: int = 4096,
+        max_sentences: int | None = None,
         val_max_tokens: int | None = None,
         limit: int | None = None,
+        eval_limit: int | None = None,
         empty_lines: str = "error",
         num_workers: int = 0,
         seed: int = 1337,
         tiktoken_dir: str | None = None,
     ):
         super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("max_len", max_len), ("max_tokens", max_tokens)):
+        for name, value in (("max_len", max_len), ("max_tokens", max_tokens)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"data.{name} must be a positive integer, got {value!r}")
+        if tokenizer in LEVELS:
+            check_settings(tokenizer, word_split, min_frequency, vocab_size)
+        elif not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size <= 0:
+            raise ValueError(f"data.vocab_size must be a positive integer (the BPE's size), got {vocab_size!r}")
+        if tokenizer == "gpt2" and not shared_vocab:
+            raise ValueError("data.tokenizer=gpt2 is one vocabulary: data.shared_vocab=false needs bpe, word or char")
+        if max_sentences is not None and (not isinstance(max_sentences, int) or max_sentences <= 0):
+            raise ValueError(f"data.max_sentences must be a positive integer or null, got {max_sentences!r}")
         if max_len < 2:
             raise ValueError(f"data.max_len must be at least 2 (one token and EOS), got {max_len}")
         if max_tokens < max_len:
@@ -107,8 +139,9 @@ class ParallelCorpusDataModule(L.LightningDataModule):
                 f"data.max_tokens={max_tokens} is smaller than data.max_len={max_len}: a batch must hold "
                 f"at least one sentence of the longest length; raise data.max_tokens"
             )
-        if limit is not None and (not isinstance(limit, int) or limit <= 0):
-            raise ValueError(f"data.limit must be a positive integer or null, got {limit!r}")
+        for name, value in (("limit", limit), ("eval_limit", eval_limit)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+                raise ValueError(f"data.{name} must be a positive integer or null, got {value!r}")
         if tokenizer not in TOKENIZERS:
             raise ValueError(f"data.tokenizer={tokenizer!r} is unknown; choose one of {TOKENIZERS}")
         if empty_lines not in EMPTY_LINES:
@@ -138,10 +171,12 @@ class ParallelCorpusDataModule(L.LightningDataModule):
         if not self.has_pairs("val") and val_fraction <= 0.0:
             raise ValueError("data.val=null needs data.val_fraction > 0 to cut a validation split off train")
         self.tokenizer_name, self.bpe_vocab_size, self.min_frequency = tokenizer, vocab_size, min_frequency
+        self.shared_vocab, self.word_split, self.lowercase = bool(shared_vocab), word_split, bool(lowercase)
         self.tiktoken_dir = tiktoken_dir
-        self.max_len, self.max_tokens = max_len, max_tokens
+        self.max_len, self.max_tokens, self.max_sentences = max_len, max_tokens, max_sentences
         self.val_max_tokens = val_max_tokens or max_tokens
-        self.limit, self.empty_lines, self.num_workers, self.seed = limit, empty_lines, num_workers, seed
+        self.limit, self.eval_limit, self.empty_lines = limit, eval_limit, empty_lines
+        self.num_workers, self.seed = num_workers, seed
         self.tokenizer: PairTokenizer | None = None
         self.sets: dict[str, dict[str, Encoded]] = {}  # split -> {set name: pairs}; several test sets
         self.splits: dict[str, Encoded] = {}  # split -> its (first) set: what the loaders read
@@ -229,8 +264,10 @@ class ParallelCorpusDataModule(L.LightningDataModule):
             if len(perm) < len(src):
                 keep = sorted(perm)
                 out["train"] = [("train", [src[i] for i in keep], [tgt[i] for i in keep])]
-        if self.limit is not None:
-            out = {k: [(n, s[: self.limit], t[: self.limit]) for n, s, t in sets] for k, sets in out.items()}
+        for split, sets in out.items():
+            caps = [c for c in (self.limit, None if split == "train" else self.eval_limit) if c is not None]
+            if caps:
+                out[split] = [(name, s[: min(caps)], t[: min(caps)]) for name, s, t in sets]
         if "train" in out and not out["train"][0][1]:
             raise ValueError("no training pairs left after cutting off val/test: give more pairs or smaller fractions")
         return out
@@ -242,7 +279,25 @@ class ParallelCorpusDataModule(L.LightningDataModule):
             for line in side:
                 h.update(line.encode("utf-8") + b"\n")
         key = f"{h.hexdigest()[:12]}-bpe{self.bpe_vocab_size}-min{self.min_frequency}"
+        if self.tokenizer_name != "bpe" or not self.shared_vocab:  # (a joint BPE keeps its earlier cache name)
+            settings = [self.bpe_vocab_size, self.min_frequency, self.shared_vocab, self.word_split, self.lowercase]
+            key = f"{h.hexdigest()[:12]}-{self.tokenizer_name}-{digest(settings)}"
         return self.cache_root / "translation" / key / "tokenizer.json"
+
+    def _learn(self, lines: list[str]) -> JointTokenizer:
+        """A tokenizer of data.tokenizer's kind learnt on lines (one side, or both sides joined)."""
+        if self.tokenizer_name == "bpe":
+            return BPETokenizer.train(lines, self.bpe_vocab_size, min_frequency=self.min_frequency)
+        spec = learn(
+            lines,
+            level=self.tokenizer_name,
+            split=self.word_split,
+            lowercase=self.lowercase,
+            min_frequency=self.min_frequency,
+            max_size=self.bpe_vocab_size,
+            specials=(PAD, BOS, EOS, UNK),
+        )
+        return HFPairTokenizer(spec)
 
     def _load_or_train_tokenizer(self, train: Texts) -> PairTokenizer:
         if self.tokenizer_name == "gpt2":
@@ -251,8 +306,12 @@ class ParallelCorpusDataModule(L.LightningDataModule):
         path = self._tokenizer_path(train)
         if path.is_file():
             return build_pair_tokenizer(json.loads(path.read_text(encoding="utf-8")))
-        log.info("Training a %d-token joint BPE on %d training pairs", self.bpe_vocab_size, len(train[0]))
-        tok = BPETokenizer.train(train[0] + train[1], self.bpe_vocab_size, min_frequency=self.min_frequency)
+        which = "joint" if self.shared_vocab else "source and target"
+        log.info("Learning %s %s vocabularies on %d training pairs", which, self.tokenizer_name, len(train[0]))
+        if self.shared_vocab:
+            tok = self._learn(train[0] + train[1])
+        else:
+            tok = SeparateTokenizers(self._learn(train[0]).state_dict(), self._learn(train[1]).state_dict())
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda tmp: tmp.write_text(json.dumps(tok.state_dict()), encoding="utf-8"))
         return tok
@@ -286,17 +345,26 @@ class ParallelCorpusDataModule(L.LightningDataModule):
             if self.sets[split]:
                 self.splits[split] = next(iter(self.sets[split].values()))
         log.info(
-            "%s->%s pairs: %s; vocabulary %d",
+            "%s->%s pairs: %s; vocabulary %s",
             self.src_lang or "source",
             self.tgt_lang or "target",
             ", ".join(f"{name} {len(v)}" for sets in self.sets.values() for name, v in sets.items()),
-            self.tokenizer.vocab_size,
+            self.vocab_size if self.src_vocab_size is None else f"{self.src_vocab_size} / {self.tgt_vocab_size}",
         )
 
     @property
     def vocab_size(self) -> int:
         assert self.tokenizer is not None, "call prepare_data() and setup() first"
         return self.tokenizer.vocab_size
+
+    @property
+    def src_vocab_size(self) -> int | None:
+        """The source vocabulary's size when the sides have separate vocabularies (None: one joint vocabulary)."""
+        return getattr(self.tokenizer, "src_vocab_size", None)
+
+    @property
+    def tgt_vocab_size(self) -> int | None:
+        return getattr(self.tokenizer, "tgt_vocab_size", None)
 
     @property
     def has_test(self) -> bool:
@@ -315,7 +383,9 @@ class ParallelCorpusDataModule(L.LightningDataModule):
         """Token-budget batches of one set of pairs."""
         tok = self.tokenizer
         dataset = PairDataset(data, tok.eos_id)
-        sampler = TokenBudgetBatchSampler(*dataset.lengths(), max_tokens, shuffle=shuffle, seed=self.seed)
+        sampler = TokenBudgetBatchSampler(
+            *dataset.lengths(), max_tokens, shuffle=shuffle, seed=self.seed, max_sentences=self.max_sentences
+        )
         return DataLoader(
             dataset,
             batch_sampler=sampler,

@@ -95,6 +95,18 @@ def sweep_expansions(args: list[str]) -> list[list[str]]:
     return runs
 
 
+def sweeper_choices(config_name: str, overrides: list[str]) -> list[str]:
+    """The named sweep's own swept choices (hydra.sweeper.params, e.g. experiment=a,b,c) that the command line does
+    not set: a sweep over presets composes only with its presets. Other sweeps (Optuna's intervals) are left out."""
+    from hydra.core.override_parser.types import ChoiceSweep
+
+    cfg = compose(config_name=config_name, overrides=sweep_expansions(overrides)[0], return_hydra_config=True)
+    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    swept = [f"{key}={value}" for key, value in params.items() if key not in given]
+    return [o for o in swept if isinstance(OverridesParser.create().parse_overrides([o])[0].value(), ChoiceSweep)]
+
+
 COMMANDS = doc_commands()
 
 
@@ -110,8 +122,10 @@ def test_a_documented_command_composes(where, script, written):
 
     os.environ.setdefault("TFORMER_ROOT", str(ROOT))
     args, multirun = arguments(script, written)
-    runs = sweep_expansions(args) if multirun else [args]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        if multirun:
+            args += sweeper_choices(CONFIGS[script], args)
+        runs = sweep_expansions(args) if multirun else [args]
         for overrides in runs:
             try:
                 cfg = compose(config_name=CONFIGS[script], overrides=overrides)

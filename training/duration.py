@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from datetime import timedelta
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("tformer")
 
@@ -41,10 +42,21 @@ def human(seconds: float) -> str:
 ASK_ABOVE_S = 3600  # a CPU run estimated longer than this needs long_cpu_run=true or a yes at the prompt
 
 
+def max_time_seconds(value) -> float | None:
+    """trainer.max_time in seconds: Lightning's "DD:HH:MM:SS" or a dict of timedelta fields; None when unset."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        days, hours, minutes, seconds = (int(x) for x in value.split(":"))
+        return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds).total_seconds()
+    return timedelta(**OmegaConf.to_container(value) if isinstance(value, DictConfig) else value).total_seconds()
+
+
 def check_cpu_duration(cfg: DictConfig, model_cfg, *, ask=input) -> None:
     """On a machine without a GPU, say how long the run will take; above an hour, go on only with a yes:
     `long_cpu_run=true` on the command line, or a yes at the prompt when a person is at the terminal. A run
-    nobody can answer for (a script, a sweep job, CI) stops with the way to go on instead of waiting."""
+    nobody can answer for (a script, a sweep job, CI) stops with the way to go on instead of waiting.
+    trainer.max_time bounds the estimate (a wall-time budget, e.g. sweeps=tutorials tutorials.budget=time)."""
     if torch.cuda.is_available() or not cfg.get("cpu_time_check", True):
         return
     steps = int(cfg.trainer.max_steps)
@@ -59,6 +71,10 @@ def check_cpu_duration(cfg: DictConfig, model_cfg, *, ask=input) -> None:
         hint = "for a CPU-sized run (about 4 minutes on 2 cores) use: python train.py experiment=shakespeare_char_cpu"
     seconds = estimate_seconds(model_cfg.flops_per_token(seq), tokens, steps)
     message = f"No GPU found: {steps} steps of {model_cfg.name} ({batch}) take roughly {human(seconds)} on this CPU"
+    limit = max_time_seconds(cfg.trainer.get("max_time"))
+    if limit is not None and limit < seconds:
+        message = f"No GPU found: {model_cfg.name} ({batch}) trains until trainer.max_time, {human(limit)}, on this CPU"
+        seconds = limit
     log.warning("%s; %s", message, hint)
     if seconds <= ASK_ABOVE_S or cfg.get("long_cpu_run", False):
         return

@@ -39,9 +39,13 @@ def train(cfg: DictConfig) -> float | None:
     datamodule.prepare_data()
     datamodule.setup("fit")
     model_cfg.vocab_size = datamodule.vocab_size  # known once the tokenizer is
+    for field in ("src_vocab_size", "tgt_vocab_size"):  # seq2seq with separate source and target vocabularies
+        if getattr(datamodule, field, None) is not None:
+            setattr(model_cfg, field, getattr(datamodule, field))
     if resumed is not None:
-        check_resumed_sizes(resumed.model, model_cfg, str(cfg.ckpt_path), fields=("vocab_size",))
-    log.info("Model %s: %.2fM parameters", model_cfg.name, model_cfg.num_params() / 1e6)
+        sizes = ("vocab_size", "src_vocab_size", "tgt_vocab_size")
+        check_resumed_sizes(resumed.model, model_cfg, str(cfg.ckpt_path), fields=sizes)
+    log.info("Model %s: %.2fM parameters; %s", model_cfg.name, model_cfg.num_params() / 1e6, vocabularies(model_cfg))
     if distributed.env_rank_is_zero():
         log.info("%s", config_tree(cfg))
         check_cpu_duration(cfg, model_cfg)  # above an hour on a CPU: only with long_cpu_run=true or a yes
@@ -82,6 +86,14 @@ def train(cfg: DictConfig) -> float | None:
         log.info("%s", outputs_summary(out))
     finish_wandb(loggers)
     return float(best) if best is not None else None
+
+
+def vocabularies(model_cfg) -> str:
+    """The model's vocabulary sizes in words: one joint vocabulary, or a seq2seq's separate source and target ones."""
+    src, tgt = getattr(model_cfg, "src_vocab_size", None), getattr(model_cfg, "tgt_vocab_size", None)
+    if src is None and tgt is None:
+        return f"vocabulary {model_cfg.vocab_size:,}"
+    return f"source vocabulary {src or model_cfg.vocab_size:,}, target vocabulary {tgt or model_cfg.vocab_size:,}"
 
 
 def log_checkpoints(ckpt, out: Path, best) -> None:

@@ -115,3 +115,54 @@ def test_each_figure_plots_the_runs_numbers(tmp_path):
         "memory.png": {a: [1.5, 400.0, 380.0]},  # estimated, measured peak, at fit start
     }
     assert_figures(tmp_path / "out")
+
+
+def make_translation_run(root: Path, name: str, preset: str) -> Path:
+    """A seq2seq run as train.py leaves it: no generation.json, BLEU in metrics.csv, its preset in .hydra/hydra.yaml."""
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text(f"- experiment={preset}\n")
+    (run / ".hydra" / "hydra.yaml").write_text(
+        f"hydra:\n  run:\n    dir: ${{paths.log_dir}}/x\n  runtime:\n    choices:\n      experiment: {preset}\n"
+    )
+    (run / "config.yaml").write_text(
+        "data:\n  tokenizer: word\n  shared_vocab: false\n  max_tokens: 512\n"
+        "model:\n  _target_: models.seq2seq.Seq2SeqConfig\n  n_enc_layer: 6\n  n_dec_layer: 3\n  n_head: 8\n"
+        "  n_embd: 512\n  vocab_size: 900\n"
+    )
+    (run / "csv").mkdir()
+    with open(run / "csv" / "metrics.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["epoch", "step", "val/loss", "val/bleu", "test/bleu"])
+        w.writerows([[0, 10, 5.0, 1.5, ""], [0, 20, 4.0, 3.25, ""], [0, 30, 4.5, 2.0, ""], [0, 30, "", "", 2.75]])
+    (run / "measure.json").write_text(json.dumps({"params": 4321, "tokens_per_sec": 99.0}))
+    return run
+
+
+def test_translation_runs_get_their_preset_and_bleu_and_need_no_generation_file(tmp_path):
+    sweep = tmp_path / "multirun"
+    make_translation_run(sweep, "0", "tutorial_hkproj")
+    make_run(sweep, "1", n_layer=2, val=[3.0, 2.5], generation=True)
+    make_report([sweep], wandb_mode="off")
+    with open(sweep / "report" / "summary.csv", newline="") as f:
+        mt, lm = list(csv.DictReader(f))
+    assert mt["status"] == "ok" and mt["preset"] == "tutorial_hkproj" and mt["tokenizer"] == "word (separate)"
+    assert (mt["n_layer"], mt["params"], mt["steps"], mt["best_val_loss"]) == ("6+3", "4321", "30", "4.0")
+    assert (mt["best_val_bleu"], mt["test_bleu"], mt["word_accuracy"]) == ("3.25", "2.75", "")
+    assert (lm["preset"], lm["tokenizer"], lm["test_bleu"], lm["word_accuracy"]) == ("", "char", "", "0.625")
+    md = (sweep / "report" / "summary.md").read_text()
+    assert "| tutorial_hkproj | ok | word (separate) |" in md and "| 3.25 | 2.75 |" in md
+    assert "BLEU: sacreBLEU" in md
+
+
+def test_a_gpt_without_measure_json_is_counted_with_its_options(tmp_path):
+    """tutorial_pytorch_lm's options (sinusoidal positions, an untied biased head, d_ff) change the count."""
+    run = make_run(tmp_path / "m", "0", n_layer=2, val=[3.0], measure=False)
+    (run / "config.yaml").write_text(
+        "data:\n  batch_size: 8\n  block_size: 32\n  tokenizer: word\n"
+        "model:\n  n_layer: 2\n  n_head: 2\n  n_embd: 32\n  bias: false\n  block_size: 32\n  vocab_size: 100\n"
+        "  d_ff: 48\n  tie_embeddings: false\n  head_bias: true\n  positions: sinusoidal\n"
+    )
+    (row,) = [r.row for r in load_runs([run])]
+    block = 4 * 32 * 32 + 2 * 32 * 48 + 2 * 32  # attention, the MLP at d_ff 48, two LayerNorms (no biases)
+    assert row["params"] == 2 * block + 32 + 100 * 32 + 100 * 32 + 100  # ln_f, embedding, untied head + its bias

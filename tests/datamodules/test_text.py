@@ -190,7 +190,7 @@ def test_a_checkpoint_tokenizer_rejects_unknown_characters(tmp_path):
 @pytest.mark.parametrize(
     "kw, message",
     [
-        (dict(tokenizer="sentencepiece"), r"data.tokenizer='sentencepiece' is unknown; choose char or a tiktoken"),
+        (dict(tokenizer="sentencepiece"), r"data.tokenizer='sentencepiece' is unknown; choose char, word or a"),
         (dict(path="a.txt", train="b.txt"), r"give data.path or data.train"),
         (dict(block_size=0), r"data.block_size must be a positive integer"),
         (dict(val_fraction=1.0), r"data.val_fraction must be in \(0, 1\)"),

@@ -57,3 +57,14 @@ def test_a_short_cpu_run_only_gets_the_estimate(cpu_only, monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="tformer"):
         duration.check_cpu_duration(short, MODEL, ask=lambda _: pytest.fail("no question"))
     assert "2 steps of gpt" in caplog.text
+
+
+@pytest.mark.parametrize("max_time", ["00:00:30:00", {"minutes": 30}])
+def test_a_wall_time_budget_bounds_the_estimate(cpu_only, monkeypatch, caplog, max_time):
+    tty(monkeypatch, False)  # 1e9 steps would take centuries: trainer.max_time stops the run after 30 minutes
+    budget = cfg(trainer={"max_steps": 1_000_000_000, "max_time": max_time})
+    with caplog.at_level(logging.WARNING, logger="tformer"):
+        duration.check_cpu_duration(budget, MODEL, ask=lambda _: pytest.fail("no question"))
+    assert "trains until trainer.max_time, 30 min, on this CPU" in caplog.text
+    with pytest.raises(ValueError, match="long_cpu_run=true"):  # a budget above an hour still asks
+        duration.check_cpu_duration(cfg(trainer={"max_steps": 10**9, "max_time": "00:02:00:00"}), MODEL)

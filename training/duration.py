@@ -68,7 +68,7 @@ def check_cpu_duration(cfg: DictConfig, model_cfg, *, ask=input) -> None:
     else:
         tokens, seq = int(cfg.data.batch_size) * int(cfg.data.block_size), int(cfg.data.block_size)
         batch = f"batch {cfg.data.batch_size} x block {cfg.data.block_size}"
-        hint = "for a CPU-sized run (about 4 minutes on 2 cores) use: python train.py experiment=shakespeare_char_cpu"
+        hint = "for a CPU-sized run (about 5 minutes on 2 cores) use: python train.py experiment=shakespeare_char_cpu"
     seconds = estimate_seconds(model_cfg.flops_per_token(seq), tokens, steps)
     message = f"No GPU found: {steps} steps of {model_cfg.name} ({batch}) take roughly {human(seconds)} on this CPU"
     limit = max_time_seconds(cfg.trainer.get("max_time"))

@@ -39,7 +39,7 @@ def _real_data_dir() -> Path:
 REAL_DATA_DIR = _real_data_dir()
 os.environ["TFORMER_REAL_DATA_DIR"] = str(REAL_DATA_DIR)
 GPT2_BPE_FILES = tuple(GPT2_BPE)  # tiktoken's cache names of GPT-2's vocab.bpe and encoder.json
-TIKTOKEN_DIR = Path(os.environ.get("TIKTOKEN_CACHE_DIR") or REAL_DATA_DIR / "tiktoken")
+TIKTOKEN_DIR = Path(os.environ.get("TIKTOKEN_CACHE_DIR") or REAL_DATA_DIR / "tiktoken").resolve()  # as REAL_DATA_DIR
 CACHE_DIR = Path(os.environ.setdefault("TFORMER_CACHE_DIR", str(ROOT / ".cache" / "tests")))
 CORPORA = write_corpora(CACHE_DIR / "corpora")
 

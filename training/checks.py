@@ -9,8 +9,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError
 
-from training.config import env_rank_is_zero
-
 log = logging.getLogger("tformer")
 
 
@@ -138,7 +136,7 @@ def check_steps(trainer_cfg, optim, family: str) -> None:
                 "set trainer.max_steps (optimizer steps) or trainer.max_epochs"
             )
         return
-    if optim.warmup_steps > steps and env_rank_is_zero():  # once per run, not once per DDP rank
+    if optim.warmup_steps > steps:
         log.warning(
             "optim.warmup_steps=%d is longer than the run (trainer.max_steps=%d): the learning rate never reaches "
             "optim.lr=%g; lower optim.warmup_steps for a full schedule",

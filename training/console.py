@@ -34,6 +34,19 @@ class _DropAdverts(logging.Filter):
         return not any(word in record.getMessage() for word in ADVERTS)
 
 
+# Loggers of this project: its warnings are about the config and the data, the same in every rank.
+OWN_LOGGERS = ("tformer", "training", "lightning_modules", "datamodules", "models", "analysis")
+
+
+class ExtraRankConsole(logging.Filter):
+    """The console of a distributed run's extra ranks (conf/hydra/default.yaml): errors, and warnings from the
+    libraries (which may be the rank's own), but not the project's warnings, which rank zero already printed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        own = record.name.split(".", 1)[0] in OWN_LOGGERS
+        return record.levelno != logging.WARNING or not own
+
+
 def quiet_libraries() -> None:
     """Lightning's own console handler goes (its lines reach Hydra's handlers through the root logger, once),
     so do its advert and the libraries' internal deprecation warnings."""

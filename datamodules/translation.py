@@ -130,8 +130,6 @@ class ParallelCorpusDataModule(L.LightningDataModule):
             raise ValueError(f"data.vocab_size must be a positive integer (the BPE's size), got {vocab_size!r}")
         if tokenizer == "gpt2" and not shared_vocab:
             raise ValueError("data.tokenizer=gpt2 is one vocabulary: data.shared_vocab=false needs bpe, word or char")
-        if max_sentences is not None and (not isinstance(max_sentences, int) or max_sentences <= 0):
-            raise ValueError(f"data.max_sentences must be a positive integer or null, got {max_sentences!r}")
         if max_len < 2:
             raise ValueError(f"data.max_len must be at least 2 (one token and EOS), got {max_len}")
         if max_tokens < max_len:
@@ -139,7 +137,7 @@ class ParallelCorpusDataModule(L.LightningDataModule):
                 f"data.max_tokens={max_tokens} is smaller than data.max_len={max_len}: a batch must hold "
                 f"at least one sentence of the longest length; raise data.max_tokens"
             )
-        for name, value in (("limit", limit), ("eval_limit", eval_limit)):
+        for name, value in (("limit", limit), ("eval_limit", eval_limit), ("max_sentences", max_sentences)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
                 raise ValueError(f"data.{name} must be a positive integer or null, got {value!r}")
         if tokenizer not in TOKENIZERS:

@@ -21,11 +21,9 @@ from typing import NoReturn
 
 from hydra.errors import InstantiationException
 
+from errors import UserError
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class UserError(Exception):
-    """Bad input; the message names the field (or file) and the fix."""
 
 
 def root_cause(exc: BaseException) -> BaseException:

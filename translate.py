@@ -13,44 +13,45 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from errors import ConfigError, MissingFileError
 from training.cli import entry_point
 
 
 def read_input(cfg: DictConfig) -> list[str]:
     if (cfg.text is None) == (cfg.input is None):
-        raise ValueError('give exactly one of text="a sentence" or input=path/to/file.txt (one sentence a line)')
+        raise ConfigError('give exactly one of text="a sentence" or input=path/to/file.txt (one sentence a line)')
     if cfg.text is not None:
         return [str(cfg.text)]
     path = Path(str(cfg.input)).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"input={cfg.input} does not exist (no such file)")
+        raise MissingFileError(f"input={cfg.input} does not exist (no such file)")
     from datamodules.files import read_lines  # the corpus reader: same line splitting and stripping
 
     try:
         return read_lines(path)
     except ValueError as err:  # not UTF-8
-        raise ValueError(f"input={cfg.input}: {err}") from err
+        raise ConfigError(f"input={cfg.input}: {err}") from err
 
 
 def read_reference(cfg: DictConfig, n: int) -> list[str] | None:
     """The reference translations (reference=file, one a line, aligned with input=), or None."""
     if cfg.reference is None:
         if cfg.score_json:
-            raise ValueError("score_json= writes the score of reference=file.txt; give reference= too")
+            raise ConfigError("score_json= writes the score of reference=file.txt; give reference= too")
         return None
     if cfg.input is None:
-        raise ValueError("reference= scores the translations of input=file.txt; give input= too")
+        raise ConfigError("reference= scores the translations of input=file.txt; give input= too")
     path = Path(str(cfg.reference)).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"reference={cfg.reference} does not exist (no such file)")
+        raise MissingFileError(f"reference={cfg.reference} does not exist (no such file)")
     from datamodules.files import read_lines
 
     try:
         lines = read_lines(path)
     except ValueError as err:
-        raise ValueError(f"reference={cfg.reference}: {err}") from err
+        raise ConfigError(f"reference={cfg.reference}: {err}") from err
     if len(lines) != n:
-        raise ValueError(f"reference={cfg.reference} has {len(lines)} lines but input={cfg.input} has {n}")
+        raise ConfigError(f"reference={cfg.reference} has {len(lines)} lines but input={cfg.input} has {n}")
     return lines
 
 

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from errors import ConfigError
 from models import sizing
 from models.gpt import GPTConfig
 from training.checks import build_model_config, check_block_sizes
@@ -32,7 +33,7 @@ def vocab_size(cfg: DictConfig) -> tuple[int, str]:
     tokenizer = str(cfg.data.get("tokenizer", ""))
     if tokenizer in KNOWN_VOCAB:
         return KNOWN_VOCAB[tokenizer], f"data.tokenizer={tokenizer}"
-    raise ValueError(
+    raise ConfigError(
         f"the vocabulary size of data.tokenizer={tokenizer!r} is unknown without loading the data: "
         f"pass it as vocab_size=<n>"
     )
@@ -86,7 +87,9 @@ class Estimate:
 def build_estimate(cfg: DictConfig) -> Estimate:
     model_cfg = build_model_config(cfg)
     if not isinstance(model_cfg, GPTConfig):
-        raise ValueError(f"estimate.py sizes GPT models; model._target_={cfg.model.get('_target_')} is not a GPTConfig")
+        raise ConfigError(
+            f"estimate.py sizes GPT models; model._target_={cfg.model.get('_target_')} is not a GPTConfig"
+        )
     vocab, source = vocab_size(cfg)
     model_cfg.vocab_size = vocab
     seq_len = int(cfg.data.block_size)

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from datamodules.text_tokenizers import default_tiktoken_cache
 from datamodules.windows import EvalWindows, load_tokens
+from errors import ConfigError
 from lightning_modules.metrics import VOCAB_TEXT_TOKENS, complete_words, corpus_bleu, corpus_chrf, vocabulary
 from training.checkpoint import load_module
 from training.run import DATA_CONFIG_ONLY
@@ -43,7 +44,7 @@ def data_config(cfg: DictConfig) -> DictConfig:
         return given
     base = run_data_config(cfg.ckpt_path)
     if base is None:
-        raise ValueError(
+        raise ConfigError(
             f"no data config: {cfg.ckpt_path} has no training run's config.yaml two folders up; give the corpus "
             f"with data=<name> (e.g. data=text data.val=held_out.txt, or data=parallel data.test_tsv=test.tsv)"
         )
@@ -60,7 +61,7 @@ def evaluate(cfg: DictConfig) -> list[dict]:
     datamodule = instantiate({k: v for k, v in settings.items() if k not in DATA_CONFIG_ONLY})
     data_family = getattr(datamodule, "family", "gpt")
     if data_family != module.family:
-        raise ValueError(
+        raise ConfigError(
             f"{cfg.ckpt_path} holds a {module.family} model, but data={settings.get('name')} is a corpus for "
             f"{data_family} models: give a {module.family} corpus"
         )
@@ -82,7 +83,7 @@ def score_gpt(module, datamodule, splits: list[str], cfg: DictConfig, out: Path)
     context = module.config.block_size
     block = int(cfg.block_size or context)
     if block > context:
-        raise ValueError(f"block_size={block} is larger than the model's context ({context}): lower it")
+        raise ConfigError(f"block_size={block} is larger than the model's context ({context}): lower it")
     datamodule.block_size = block
     rows = []
     for split in splits:
@@ -132,11 +133,11 @@ def score_seq2seq(module, datamodule, splits: list[str], cfg: DictConfig, out: P
     rows, signatures = [], {}
     for split in splits:
         if split not in STAGES:
-            raise ValueError(f"splits: {split!r} is not a split; choose from {list(STAGES)}")
+            raise ConfigError(f"splits: {split!r} is not a split; choose from {list(STAGES)}")
         datamodule.setup(STAGES[split])
         sets = datamodule.sets.get(split)
         if not sets:
-            raise ValueError(f"this corpus has no {split} split to score (see the data.{split}* keys)")
+            raise ConfigError(f"this corpus has no {split} split to score (see the data.{split}* keys)")
         for name, data in sets.items():
             loader = datamodule.loader(data, shuffle=False, max_tokens=datamodule.val_max_tokens)
             for beam in map(int, beams):

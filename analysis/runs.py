@@ -18,6 +18,8 @@ from statistics import mean, median
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from errors import MissingFileError
+
 # Config values a report shows or needs (sizes, tokenizer, W&B project).
 CONFIG_KEYS = (
     "data.batch_size", "data.block_size", "data.tokenizer", "model.n_embd", "model.n_head", "model.n_layer",
@@ -65,7 +67,7 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
     for raw in paths:
         p = Path(raw).expanduser()
         if not p.is_dir():
-            raise FileNotFoundError(f"{raw} is not a directory (give run or multirun directories)")
+            raise MissingFileError(f"{raw} is not a directory (give run or multirun directories)")
         if _is_run(p):
             found.append(p)
             continue
@@ -73,7 +75,7 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
         candidates |= {f.parent for f in p.rglob("status.json")}
         runs = [d for d in candidates if "wandb" not in d.relative_to(p).parts and _is_run(d)]
         if not runs:
-            raise FileNotFoundError(f"{raw} holds no run directory (no .hydra/, config.yaml or status.json)")
+            raise MissingFileError(f"{raw} holds no run directory (no .hydra/, config.yaml or status.json)")
         found.extend(sorted(runs, key=_sort_key))
     return list(dict.fromkeys(found))
 

@@ -8,6 +8,7 @@ from torch.utils.data import Dataset, Sampler
 
 from datamodules.parallel_text import Encoded
 from datamodules.sharding import rank_and_world
+from errors import ConfigError
 
 
 class PairDataset(Dataset):
@@ -85,7 +86,7 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         if len(self.sizes) == 0:
             raise ValueError("no sentence pairs to batch")
         if int(self.sizes.max()) > max_tokens:
-            raise ValueError(
+            raise ConfigError(
                 f"data.max_tokens={max_tokens} cannot hold a pair of {int(self.sizes.max())} tokens: "
                 f"raise data.max_tokens to at least data.max_len"
             )

@@ -13,12 +13,14 @@ import itertools
 import numpy as np
 import torch
 
+from errors import ConfigError
+
 MAX_SHARE = 0.1  # "auto" keeps the corpus on the device when it takes at most this share of its memory
 
 
 def check_setting(value) -> None:
     if not (isinstance(value, bool) or value == "auto"):
-        raise ValueError(f"data.device_resident={value!r} is not one of true, false, auto")
+        raise ConfigError(f"data.device_resident={value!r} is not one of true, false, auto")
 
 
 def use_device_windows(setting: bool | str, n_tokens: int, device: torch.device) -> bool:
@@ -60,7 +62,7 @@ class DeviceWindows:
     ):
         n = len(tokens)
         if n <= block_size:
-            raise ValueError(f"data.block_size={block_size} needs more than {n} training tokens")
+            raise ConfigError(f"data.block_size={block_size} needs more than {n} training tokens")
         self.block_size, self.batch_size, self.device = block_size, batch_size, torch.device(device)
         self.seed, self.rank, self.start_batch = seed, rank, start_batch
         # int32 on the device (half of int64's memory); batches are widened to int64 ids after the gather.

@@ -14,10 +14,12 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from errors import ConfigError, MissingFileError
+
 READ_BYTES = 1 << 22  # bytes read at a time: corpora are streamed, never read whole
 
 
-class CorpusUnavailable(FileNotFoundError):
+class CorpusUnavailable(MissingFileError):
     """The corpus is neither on disk nor downloadable; the message says how to fix it."""
 
 
@@ -102,13 +104,13 @@ def iter_utf8(path: str | Path, *, translate_newlines: bool = True, block: int =
         while True:
             raw = f.read(block)
             if (nul := raw.find(b"\x00")) >= 0:
-                raise ValueError(f"{path} is a binary file, not text: a NUL byte at byte offset {offset + nul}")
+                raise ConfigError(f"{path} is a binary file, not text: a NUL byte at byte offset {offset + nul}")
             pending = len(decoder.getstate()[0])  # bytes of a character cut off by the previous block
             try:
                 text = text_decoder.decode(raw, final=not raw)
             except UnicodeDecodeError as err:
                 at, byte = offset - pending + err.start, err.object[err.start]
-                raise ValueError(
+                raise ConfigError(
                     f"{path} is not UTF-8 text: byte 0x{byte:02x} at byte offset {at} ({err.reason}); "
                     f"convert it, e.g. iconv -f latin1 -t utf-8"
                 ) from None
@@ -136,7 +138,7 @@ def expand_paths(spec: str | Path | Sequence[str | Path], field: str) -> list[Pa
     name matches nothing or a file is empty."""
     items = [spec] if isinstance(spec, (str, Path)) else list(spec)
     if not items:
-        raise ValueError(f"data.{field} is an empty list: name at least one file")
+        raise ConfigError(f"data.{field} is an empty list: name at least one file")
     files: list[Path] = []
     for item in items:
         path = Path(str(item)).expanduser()
@@ -145,16 +147,16 @@ def expand_paths(spec: str | Path | Sequence[str | Path], field: str) -> list[Pa
         elif path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path)))
             if not found:
-                raise FileNotFoundError(f"data.{field}={item}: the folder holds no files")
+                raise MissingFileError(f"data.{field}={item}: the folder holds no files")
         elif GLOB_CHARS.search(str(path)):
             found = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
             if not found:
-                raise FileNotFoundError(f"data.{field}={item}: the pattern matches no file")
+                raise MissingFileError(f"data.{field}={item}: the pattern matches no file")
         else:
-            raise FileNotFoundError(f"data.{field}={item}: no such file or folder (from {Path.cwd()})")
+            raise MissingFileError(f"data.{field}={item}: no such file or folder (from {Path.cwd()})")
         for p in found:
             if p.stat().st_size == 0:
-                raise ValueError(f"data.{field}: {p} is empty (0 bytes); remove it or name other files")
+                raise ConfigError(f"data.{field}: {p} is empty (0 bytes); remove it or name other files")
         files += [p for p in found if p not in files]
     return files
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from datamodules.parallel_text import Pairs, drop_empty
 from datamodules.text import TextDataModule
 from datamodules.translation import Names, ParallelCorpusDataModule, as_list
+from errors import ConfigError
 
 ROWS_PER_BATCH = 1000
 
@@ -27,7 +28,7 @@ class HubDataset:
 
     def __init__(self, dataset: str, config: str | None = None, *, data_files=None, revision=None, cache_dir=None):
         if not dataset:
-            raise ValueError("data.dataset is not set: give a Hub id (e.g. Salesforce/wikitext) or a local path")
+            raise ConfigError("data.dataset is not set: give a Hub id (e.g. Salesforce/wikitext) or a local path")
         self.dataset, self.config = str(dataset), config
         self.data_files, self.revision, self.cache_dir = data_files, revision, cache_dir
         self._splits: dict | None = None
@@ -63,7 +64,7 @@ class HubDataset:
         splits = self.load()
         if name not in splits:
             hint = f"set data.{field} to one of them, or null to cut that split off the training split"
-            raise ValueError(f"data.{field}={name!r}: {self.dataset} has the splits {sorted(splits)}; {hint}")
+            raise ConfigError(f"data.{field}={name!r}: {self.dataset} has the splits {sorted(splits)}; {hint}")
         return splits[name]
 
     def identity(self, name: str, field: str) -> list:
@@ -76,7 +77,7 @@ class HubDataset:
         ds = self.split(name, field)
         for column in wanted:
             if column not in ds.column_names:
-                raise ValueError(
+                raise ConfigError(
                     f"data.{key}={column!r} is not a column of {self.dataset} split {name!r}; its columns: "
                     f"{ds.column_names}"
                 )
@@ -98,14 +99,14 @@ class HFTextSource:
         for batch in ds.iter(batch_size=ROWS_PER_BATCH):
             rows = [row or "" for row in batch[self.column]]
             if any(not isinstance(row, str) for row in rows):
-                raise ValueError(f"data.text_column={self.column!r} of {self.label} does not hold text")
+                raise ConfigError(f"data.text_column={self.column!r} of {self.label} does not hold text")
             yield "".join(row if row.endswith("\n") else row + "\n" for row in rows)
 
 
 def _reject(settings: dict, keys: tuple[str, ...], instead: str) -> None:
     given = [k for k in keys if settings.pop(k, None) not in (None, [])]
     if given:
-        raise ValueError(f"data.{given[0]} does not apply to a Hugging Face dataset: {instead}")
+        raise ConfigError(f"data.{given[0]} does not apply to a Hugging Face dataset: {instead}")
 
 
 class HFTextDataModule(TextDataModule):
@@ -158,13 +159,13 @@ class HFPairs:
             rows = self.hub.columns(self.name, self.role, [self.field], "field")[self.field]
             for lang in langs:
                 if rows and lang not in rows[0]:
-                    raise ValueError(
+                    raise ConfigError(
                         f"data.src_lang / data.tgt_lang: {lang!r} is not a key of the column {self.field!r} of "
                         f"{self.hub.dataset} split {self.name!r}; its keys: {sorted(rows[0])}"
                     )
             src, tgt = [r[self.src_lang] for r in rows], [r[self.tgt_lang] for r in rows]
         if not src:
-            raise ValueError(f"{self.hub.dataset} split {self.name!r} is empty")
+            raise ConfigError(f"{self.hub.dataset} split {self.name!r} is empty")
         where = tuple(f"{self.hub.dataset} split {self.name!r} ({lang})" for lang in langs)
         return drop_empty([(s or "").strip() for s in src], [(t or "").strip() for t in tgt], where, empty_lines)
 
@@ -196,7 +197,7 @@ class HFTranslationDataModule(ParallelCorpusDataModule):
         self.field = field
         super().__init__(**kw)
         if self.src_lang is None or self.tgt_lang is None:
-            raise ValueError("data.src_lang and data.tgt_lang are the dataset's language keys: set both")
+            raise ConfigError("data.src_lang and data.tgt_lang are the dataset's language keys: set both")
 
     def has_pairs(self, split: str) -> bool:
         return bool(self.hf_splits[split])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from datamodules.files import CorpusUnavailable, atomic_write, fetch, md5sum
 from datamodules.translation import SPLITS, ParallelCorpusDataModule
+from errors import ConfigError
 
 MULTI30K_COMMIT = "a3d2e0d26b56f3846f66a952536ffed4e401d05a"
 MULTI30K_URL = f"https://raw.githubusercontent.com/multi30k/dataset/{MULTI30K_COMMIT}/data/task1/raw"
@@ -46,7 +47,7 @@ class Multi30kDataModule(ParallelCorpusDataModule):
         for field in ("src_lang", "tgt_lang"):
             lang = kw.get(field, "de" if field == "src_lang" else "en")
             if lang not in MULTI30K_LANGS:
-                raise ValueError(
+                raise ConfigError(
                     f"data.{field}={lang!r} is not a Multi30k language; choose two of {', '.join(MULTI30K_LANGS)} "
                     f"(e.g. data.src_lang=en data.tgt_lang=de)"
                 )

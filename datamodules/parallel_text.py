@@ -10,6 +10,7 @@ from typing import Protocol
 
 from datamodules.files import iter_utf8, read_lines
 from datamodules.subword import PairTokenizer, sides
+from errors import ConfigError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +23,9 @@ def read_pairs(src_path: Path, tgt_path: Path, *, empty_lines: str = "error") ->
     src, tgt = read_lines(src_path), read_lines(tgt_path)
     for path, lines in ((src_path, src), (tgt_path, tgt)):
         if not lines:
-            raise ValueError(f"{path} is empty: one sentence a line, line i translating line i of the other side")
+            raise ConfigError(f"{path} is empty: one sentence a line, line i translating line i of the other side")
     if len(src) != len(tgt):
-        raise ValueError(
+        raise ConfigError(
             f"parallel files differ in length: {src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}. "
             f"Line i of one must translate line i of the other: fix the corpus (one sentence a line on both sides)"
         )
@@ -37,13 +38,13 @@ def read_tsv(path: Path, *, empty_lines: str = "error") -> Pairs:
     if lines and lines[-1] == "":
         lines.pop()
     if not lines:
-        raise ValueError(f"{path} is empty: one pair a line, source<TAB>target")
+        raise ConfigError(f"{path} is empty: one pair a line, source<TAB>target")
     src, tgt = [], []
     for i, line in enumerate(lines):
         cols = line.split("\t")
         if len(cols) != 2:
             problem = "has no tab" if len(cols) == 1 else f"has {len(cols)} tab-separated columns"
-            raise ValueError(f"{path} line {i + 1} {problem}: every line must be source<TAB>target")
+            raise ConfigError(f"{path} line {i + 1} {problem}: every line must be source<TAB>target")
         src.append(cols[0].strip())
         tgt.append(cols[1].strip())
     return drop_empty(src, tgt, (f"{path} (source column)", f"{path} (target column)"), empty_lines)
@@ -56,7 +57,7 @@ def drop_empty(src: list[str], tgt: list[str], where: tuple[str, str], empty_lin
         first = empty[0]
         side = where[0] if not src[first] else where[1]
         if empty_lines == "error":
-            raise ValueError(
+            raise ConfigError(
                 f"{len(empty)} empty line(s) in the pair {where[0]} / {where[1]}, the first at line {first + 1} "
                 f"of {side}. Remove them, or drop those pairs with data.empty_lines=skip"
             )
@@ -87,7 +88,7 @@ class FilePair:
     def read(self, empty_lines: str) -> Pairs:
         for field, path in zip(self.fields, (self.src, self.tgt)):
             if not path.is_file():
-                raise FileNotFoundError(f"{field}={path}: no such file (from {Path.cwd()})")
+                raise MissingFileError(f"{field}={path}: no such file (from {Path.cwd()})")
         return read_pairs(self.src, self.tgt, empty_lines=empty_lines)
 
 
@@ -99,7 +100,7 @@ class TsvPairs:
 
     def read(self, empty_lines: str) -> Pairs:
         if not self.path.is_file():
-            raise FileNotFoundError(f"{self.field}={self.path}: no such file (from {Path.cwd()})")
+            raise MissingFileError(f"{self.field}={self.path}: no such file (from {Path.cwd()})")
         return read_tsv(self.path, empty_lines=empty_lines)
 
 

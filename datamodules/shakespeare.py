@@ -6,6 +6,7 @@ from pathlib import Path
 
 from datamodules.files import fetch
 from datamodules.text import TextDataModule
+from errors import MissingFileError
 
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SIZE = 1_115_394
@@ -48,7 +49,7 @@ class ShakespeareDataModule(TextDataModule):
         if self.download:
             fetch(self.url, self.corpus_path, size=SIZE, md5=MD5, hint=hint)
         elif not self.corpus_path.is_file():
-            raise FileNotFoundError(f"{self.corpus_path} is missing and data.download=false. {hint}")
+            raise MissingFileError(f"{self.corpus_path} is missing and data.download=false. {hint}")
 
     def prepare_data(self) -> None:
         self.ensure_corpus()

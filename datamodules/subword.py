@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from datamodules.text_tokenizers import TiktokenTokenizer, rebuild
+from errors import ConfigError
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 
@@ -34,7 +35,7 @@ class HFPairTokenizer:
         self.tok = Tokenizer.from_str(json)
         self.pad_id, self.bos_id, self.eos_id = (self.tok.token_to_id(t) for t in (PAD, BOS, EOS))
         if None in (self.pad_id, self.bos_id, self.eos_id):
-            raise ValueError(f"tokenizer JSON lacks one of the special tokens {PAD}, {BOS}, {EOS}")
+            raise ConfigError(f"tokenizer JSON lacks one of the special tokens {PAD}, {BOS}, {EOS}")
         self.vocab_size = self.tok.get_vocab_size()
 
     def encode(self, text: str) -> list[int]:
@@ -113,7 +114,7 @@ class SeparateTokenizers:
         self.src, self.tgt = build_joint_tokenizer(src), build_joint_tokenizer(tgt)
         ids = [(t.pad_id, t.bos_id, t.eos_id) for t in (self.src, self.tgt)]
         if ids[0] != ids[1]:
-            raise ValueError(
+            raise ConfigError(
                 f"separate source and target tokenizers must share their special ids (pad, bos, eos), got "
                 f"{ids[0]} and {ids[1]}"
             )

@@ -36,6 +36,7 @@ from datamodules.text_tokenizers import (
 from datamodules.token_cache import char_slice, digest, safe_pieces, write_tokens
 from datamodules.windows import EvalWindows, RandomWindows, batches_drawn, load_tokens
 from datamodules.word_level import check_settings, learn
+from errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class FileSource:
             for last in iter_utf8(path):
                 yield last
             if not last:
-                raise ValueError(f"data.{self.field}: {path} is empty (no text); remove it or name other files")
+                raise ConfigError(f"data.{self.field}: {path} is empty (no text); remove it or name other files")
             if i + 1 < len(self.files) and not last.endswith("\n"):
                 yield "\n"
 
@@ -131,13 +132,13 @@ class TextDataModule(L.LightningDataModule):
         check_setting(device_resident)
         for name, value in (("batch_size", batch_size), ("block_size", block_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"data.{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"data.{name} must be a positive integer, got {value!r}")
         if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+            raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
         if path is not None and train is not None:
-            raise ValueError("give data.path or data.train (the same thing: the training text), not both")
+            raise ConfigError("give data.path or data.train (the same thing: the training text), not both")
         if tokenizer not in ("char", "word") and tokenizer not in (encodings := tiktoken_encodings()):
-            raise ValueError(
+            raise ConfigError(
                 f"data.tokenizer={tokenizer!r} is unknown; choose char, word or a tiktoken encoding {encodings}"
             )
         check_settings("word", word_split, min_frequency, None)
@@ -157,7 +158,7 @@ class TextDataModule(L.LightningDataModule):
     # -- the text of each split
     def training_source(self) -> TextSource:
         if self.train_spec is None:
-            raise ValueError(
+            raise ConfigError(
                 "data.path is not set: give the corpus as data.path=<file, folder, glob or [list]> "
                 "(or data.train= and data.val=)"
             )
@@ -194,7 +195,7 @@ class TextDataModule(L.LightningDataModule):
             chars += len(chunk)
             seen[np.frombuffer(chunk.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)] = True
         if chars == 0:
-            raise ValueError(f"{source.label} holds no text")
+            raise ConfigError(f"{source.label} holds no text")
         result = {"chars": chars, "alphabet": "".join(map(chr, np.flatnonzero(seen).tolist()))}
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda tmp: tmp.write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8"))
@@ -256,7 +257,7 @@ class TextDataModule(L.LightningDataModule):
 
     def check_block_size(self, name: str, tokens: int) -> None:
         if self.block_size >= tokens:
-            raise ValueError(
+            raise ConfigError(
                 f"data.block_size={self.block_size} is larger than the data allows: the {name} split has "
                 f"{tokens} tokens; lower data.block_size (or give a larger {name} text)"
             )

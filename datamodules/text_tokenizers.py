@@ -11,6 +11,8 @@ from typing import Protocol
 
 import numpy as np
 
+from errors import ConfigError
+
 
 class Tokenizer(Protocol):
     vocab_size: int
@@ -39,7 +41,7 @@ class CharTokenizer:
     def encode(self, text: str) -> list[int]:
         unknown = sorted({ch for ch in text if ch not in self.stoi})
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"prompt holds characters outside the model's character vocabulary: {unknown!r}; "
                 f"the vocabulary is {self.chars!r}"
             )
@@ -53,7 +55,7 @@ class CharTokenizer:
             ids = np.minimum(np.searchsorted(self._codepoints, points), self.vocab_size - 1)
             if not np.array_equal(self._codepoints[ids], points):
                 unknown = sorted({chr(c) for c in points[self._codepoints[ids] != points][:1000].tolist()})
-                raise ValueError(
+                raise ConfigError(
                     f"the text holds characters outside the model's character vocabulary: {unknown[:20]!r}"
                 )
             out.append(ids.astype(np.int64))
@@ -138,7 +140,7 @@ def rebuild(state: dict, kinds: tuple[type, ...], what: str = "tokenizer"):
     for cls in kinds:
         if state.get("kind") == cls.kind:
             return cls(**{k: v for k, v in state.items() if k != "kind"})
-    raise ValueError(f"unknown {what} kind {state.get('kind')!r}; expected one of {[c.kind for c in kinds]}")
+    raise ConfigError(f"unknown {what} kind {state.get('kind')!r}; expected one of {[c.kind for c in kinds]}")
 
 
 def build_tokenizer(state: dict) -> CharTokenizer | TiktokenTokenizer | WordTokenizer:

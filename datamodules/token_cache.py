@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from datamodules.text_tokenizers import Tokenizer
+from errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def write_tokens(dest: Path, pieces: Iterable[str], tokenizer: Tokenizer, *, met
                 ids.astype(dtype).tofile(f)
                 count += len(ids)
         if count == 0:
-            raise ValueError(f"{what} holds no text to train or score on")
+            raise ConfigError(f"{what} holds no text to train or score on")
         info = {**meta, "tokens": count, "dtype": dtype.name, "vocab_size": tokenizer.vocab_size}
         info.update(tokenizer=tokenizer.state_dict(), version=CACHE_VERSION)
         (tmp / "meta.json").write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")

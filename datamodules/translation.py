@@ -54,6 +54,7 @@ from datamodules.subword import (
 from datamodules.text_tokenizers import default_tiktoken_cache
 from datamodules.token_cache import digest
 from datamodules.word_level import LEVELS, UNK, check_settings, learn
+from errors import ConfigError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -123,32 +124,32 @@ class ParallelCorpusDataModule(L.LightningDataModule):
         super().__init__()
         for name, value in (("max_len", max_len), ("max_tokens", max_tokens)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"data.{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"data.{name} must be a positive integer, got {value!r}")
         if tokenizer in LEVELS:
             check_settings(tokenizer, word_split, min_frequency, vocab_size)
         elif not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size <= 0:
-            raise ValueError(f"data.vocab_size must be a positive integer (the BPE's size), got {vocab_size!r}")
+            raise ConfigError(f"data.vocab_size must be a positive integer (the BPE's size), got {vocab_size!r}")
         if tokenizer == "gpt2" and not shared_vocab:
-            raise ValueError("data.tokenizer=gpt2 is one vocabulary: data.shared_vocab=false needs bpe, word or char")
+            raise ConfigError("data.tokenizer=gpt2 is one vocabulary: data.shared_vocab=false needs bpe, word or char")
         if max_len < 2:
-            raise ValueError(f"data.max_len must be at least 2 (one token and EOS), got {max_len}")
+            raise ConfigError(f"data.max_len must be at least 2 (one token and EOS), got {max_len}")
         if max_tokens < max_len:
-            raise ValueError(
+            raise ConfigError(
                 f"data.max_tokens={max_tokens} is smaller than data.max_len={max_len}: a batch must hold "
                 f"at least one sentence of the longest length; raise data.max_tokens"
             )
         for name, value in (("limit", limit), ("eval_limit", eval_limit), ("max_sentences", max_sentences)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-                raise ValueError(f"data.{name} must be a positive integer or null, got {value!r}")
+                raise ConfigError(f"data.{name} must be a positive integer or null, got {value!r}")
         if tokenizer not in TOKENIZERS:
-            raise ValueError(f"data.tokenizer={tokenizer!r} is unknown; choose one of {TOKENIZERS}")
+            raise ConfigError(f"data.tokenizer={tokenizer!r} is unknown; choose one of {TOKENIZERS}")
         if empty_lines not in EMPTY_LINES:
-            raise ValueError(f"data.empty_lines={empty_lines!r} is unknown; choose one of {EMPTY_LINES}")
+            raise ConfigError(f"data.empty_lines={empty_lines!r} is unknown; choose one of {EMPTY_LINES}")
         for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 <= frac < 1.0:
-                raise ValueError(f"data.{name} must be in [0, 1), got {frac}")
+                raise ConfigError(f"data.{name} must be in [0, 1), got {frac}")
         if src_lang is not None and src_lang == tgt_lang:
-            raise ValueError(f"data.src_lang and data.tgt_lang are both {src_lang!r}: pick two languages")
+            raise ConfigError(f"data.src_lang and data.tgt_lang are both {src_lang!r}: pick two languages")
         self.data_dir = None if data_dir is None else Path(data_dir).expanduser()
         self.cache_root = Path(cache_dir).expanduser()
         self.src_lang, self.tgt_lang = src_lang, tgt_lang
@@ -161,13 +162,13 @@ class ParallelCorpusDataModule(L.LightningDataModule):
         self.tsvs = {"train": as_list(tsv), "val": as_list(val_tsv), "test": as_list(test_tsv)}
         for split, (srcs, tgts) in self.files.items():
             if len(srcs) != len(tgts):
-                raise ValueError(
+                raise ConfigError(
                     f"data.{split}_src names {len(srcs)} file(s) but data.{split}_tgt {len(tgts)}: give one target "
                     f"file per source file"
                 )
         self.fractions = {"val": val_fraction, "test": test_fraction}
         if not self.has_pairs("val") and val_fraction <= 0.0:
-            raise ValueError("data.val=null needs data.val_fraction > 0 to cut a validation split off train")
+            raise ConfigError("data.val=null needs data.val_fraction > 0 to cut a validation split off train")
         self.tokenizer_name, self.bpe_vocab_size, self.min_frequency = tokenizer, vocab_size, min_frequency
         self.shared_vocab, self.word_split, self.lowercase = bool(shared_vocab), word_split, bool(lowercase)
         self.tiktoken_dir = tiktoken_dir
@@ -205,7 +206,7 @@ class ParallelCorpusDataModule(L.LightningDataModule):
                 src, tgt = self.path(split, self.src_lang, prefix), self.path(split, self.tgt_lang, prefix)
                 sources.append(FilePair(src, tgt, prefix, (f"data.{split}", f"data.{split}")))
         if split == "train" and not sources:
-            raise ValueError(
+            raise ConfigError(
                 "no training pairs: give data.train_src= and data.train_tgt= (one sentence a line), data.tsv= "
                 "(source<TAB>target), or data.data_dir= with <train>.<src_lang> / <train>.<tgt_lang> files"
             )
@@ -213,7 +214,7 @@ class ParallelCorpusDataModule(L.LightningDataModule):
 
     def _check_languages(self, split: str) -> None:
         if self.src_lang is None or self.tgt_lang is None:
-            raise ValueError(
+            raise ConfigError(
                 f"data.src_lang and data.tgt_lang name the files {self.data_dir}/<prefix>.<lang> of data.{split}: "
                 f"set both (e.g. data.src_lang=de data.tgt_lang=en)"
             )
@@ -232,7 +233,7 @@ class ParallelCorpusDataModule(L.LightningDataModule):
     def _missing(self, split: str, lang: str, prefix: str) -> None:
         found = sorted({p.suffix[1:] for p in self.data_dir.glob(f"{prefix}.*")})
         field = "data.src_lang" if lang == self.src_lang else "data.tgt_lang"
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{self.path(split, lang, prefix)} does not exist, so {field}={lang!r} has no {split} split here. "
             f"Languages found for {self.data_dir / prefix}.*: {', '.join(found) or 'none'} "
             f"(set data.data_dir, data.{split} or the language pair)"
@@ -267,7 +268,7 @@ class ParallelCorpusDataModule(L.LightningDataModule):
             if caps:
                 out[split] = [(name, s[: min(caps)], t[: min(caps)]) for name, s, t in sets]
         if "train" in out and not out["train"][0][1]:
-            raise ValueError("no training pairs left after cutting off val/test: give more pairs or smaller fractions")
+            raise ConfigError("no training pairs left after cutting off val/test: give more pairs or smaller fractions")
         return out
 
     # -- tokenizer
@@ -371,7 +372,7 @@ class ParallelCorpusDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, *, shuffle: bool, max_tokens: int) -> DataLoader:
         if split not in self.splits:
-            raise ValueError(
+            raise ConfigError(
                 f"this corpus has no {split} split: give data.{split}_src/_tgt, data.{split}_tsv, data.{split} "
                 f"(a file prefix) or data.{split}_fraction > 0"
             )

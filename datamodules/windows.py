@@ -11,6 +11,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from datamodules.sharding import rank_and_world
 from datamodules.token_cache import read_meta
+from errors import ConfigError
 
 
 def load_tokens(path: str | Path) -> np.ndarray:
@@ -34,7 +35,7 @@ class RandomWindows(IterableDataset):
         self.seed, self.start_batch = seed, start_batch
         n = len(load_tokens(self.path))
         if n <= block_size:
-            raise ValueError(f"data.block_size={block_size} needs more than {n} training tokens")
+            raise ConfigError(f"data.block_size={block_size} needs more than {n} training tokens")
 
     def __iter__(self):
         data = load_tokens(self.path)
@@ -65,7 +66,7 @@ class EvalWindows(Dataset):
         self.path, self.block_size = Path(path), block_size
         n = len(load_tokens(self.path))
         if n <= block_size:
-            raise ValueError(
+            raise ConfigError(
                 f"data.block_size={block_size} is too large for the validation split ({n} tokens): "
                 f"lower data.block_size or enlarge the split"
             )

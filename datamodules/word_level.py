@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from errors import ConfigError
+
 LEVELS = ("word", "char")
 WORD_SPLITS = ("whitespace", "basic_english")
 UNK = "<unk>"
@@ -28,11 +30,11 @@ def check_settings(level: str, split: str, min_frequency: int, max_size: int | N
     if level not in LEVELS:
         raise ValueError(f"a vocabulary's level must be one of {LEVELS}, got {level!r}")
     if split not in WORD_SPLITS:
-        raise ValueError(f"data.word_split={split!r} is unknown; choose one of {WORD_SPLITS}")
+        raise ConfigError(f"data.word_split={split!r} is unknown; choose one of {WORD_SPLITS}")
     if not isinstance(min_frequency, int) or isinstance(min_frequency, bool) or min_frequency < 1:
-        raise ValueError(f"data.min_frequency must be a positive integer, got {min_frequency!r}")
+        raise ConfigError(f"data.min_frequency must be a positive integer, got {min_frequency!r}")
     if max_size is not None and (not isinstance(max_size, int) or isinstance(max_size, bool) or max_size <= 0):
-        raise ValueError(f"data.vocab_size must be a positive integer or null (no limit), got {max_size!r}")
+        raise ConfigError(f"data.vocab_size must be a positive integer or null (no limit), got {max_size!r}")
 
 
 def _pipeline(tok, level: str, split: str, lowercase: bool) -> None:

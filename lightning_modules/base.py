@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from errors import ConfigError
 from lightning_modules import checkpoint_format
 from lightning_modules.optim import OptimConfig, Schedule, lr_lambda, make_optimizer
 
@@ -93,7 +94,7 @@ class TformerModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         if self.trainer.gradient_clip_val:
-            raise ValueError(
+            raise ConfigError(
                 f"trainer.gradient_clip_val={self.trainer.gradient_clip_val} is not used by tformer-lab: "
                 f"set optim.grad_clip instead (0 disables clipping)"
             )

@@ -18,6 +18,8 @@ import re
 
 import torch
 
+from errors import ConfigError
+
 FORMAT = 1
 
 # format 0 seq2seq decoder names -> Block's names (one pass: the old ln_2 becomes ln_cross, the old ln_3 ln_2)
@@ -29,7 +31,7 @@ def check_format(checkpoint: dict, *, field: str = "ckpt_path", path: str = "") 
     """The checkpoint's format version; a version newer than this code reads raises, naming the fix."""
     version = checkpoint.get("tformer_format", 0)
     if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version <= FORMAT:
-        raise ValueError(
+        raise ConfigError(
             f"{field}={path} has checkpoint format {version!r}, but this tformer-lab reads formats 0 to {FORMAT}: "
             f"it was written by a newer tformer-lab; update this checkout (git pull) to load it"
         )

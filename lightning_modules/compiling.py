@@ -14,17 +14,19 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from errors import ConfigError
+
 SCOPES = ("model", "blocks")
 MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def check_compile_options(scope: str, mode: str | None) -> None:
     if scope not in SCOPES:
-        raise ValueError(f"module.compile_scope={scope!r} is unknown; choose one of {list(SCOPES)}")
+        raise ConfigError(f"module.compile_scope={scope!r} is unknown; choose one of {list(SCOPES)}")
     if mode not in MODES:
-        raise ValueError(f"module.compile_mode={mode!r} is unknown; choose one of {list(MODES)}")
+        raise ConfigError(f"module.compile_mode={mode!r} is unknown; choose one of {list(MODES)}")
     if scope == "blocks" and not hasattr(torch.compiler, "set_stance"):
-        raise ValueError("module.compile_scope=blocks needs torch>=2.6 (torch.compiler.set_stance); use model")
+        raise ConfigError("module.compile_scope=blocks needs torch>=2.6 (torch.compiler.set_stance); use model")
 
 
 def compile_model(model: nn.Module, *, scope: str = "model", mode: str | None = None) -> Callable:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from errors import ConfigError
+
 
 @dataclass
 class OptimConfig:
@@ -34,11 +36,11 @@ class OptimConfig:
         for name in ("lr", "min_lr", "weight_decay", "beta1", "beta2", "eps", "grad_clip"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                raise ValueError(f"optim.{name}={value!r} must be a number")
+                raise ConfigError(f"optim.{name}={value!r} must be a number")
         for name in ("warmup_steps", "decay_steps"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-                raise ValueError(f"optim.{name}={value!r} must be an integer")
+                raise ConfigError(f"optim.{name}={value!r} must be an integer")
         checks = (
             ("lr", self.lr > 0, "must be > 0"),
             # only cosine decays to min_lr: a constant lr below the default min_lr (fine-tuning) is no error
@@ -57,9 +59,9 @@ class OptimConfig:
         )
         for name, ok, rule in checks:
             if not ok:
-                raise ValueError(f"optim.{name}={getattr(self, name)} {rule}")
+                raise ConfigError(f"optim.{name}={getattr(self, name)} {rule}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"optim.schedule={self.schedule!r} is unknown; choose one of {sorted(SCHEDULES)}")
+            raise ConfigError(f"optim.schedule={self.schedule!r} is unknown; choose one of {sorted(SCHEDULES)}")
         check_optimizer_choice(self)
 
 
@@ -84,17 +86,17 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 def check_optimizer_choice(cfg: OptimConfig) -> None:
     """optim.name and the step schedule's fields."""
     if cfg.name not in OPTIMIZERS:
-        raise ValueError(f"optim.name={cfg.name!r} is unknown; choose one of {OPTIMIZERS}")
+        raise ConfigError(f"optim.name={cfg.name!r} is unknown; choose one of {OPTIMIZERS}")
     if cfg.momentum < 0:
-        raise ValueError(f"optim.momentum must be >= 0, got {cfg.momentum}")
+        raise ConfigError(f"optim.momentum must be >= 0, got {cfg.momentum}")
     if cfg.schedule == "step":
         if not isinstance(cfg.step_size, int) or isinstance(cfg.step_size, bool) or cfg.step_size <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"optim.schedule=step needs optim.step_size, a positive number of optimizer steps between decays "
                 f"(got {cfg.step_size!r}); for a decay per epoch, set it to the steps of one epoch"
             )
         if not 0.0 < cfg.gamma <= 1.0:
-            raise ValueError(f"optim.gamma must be in (0, 1], got {cfg.gamma}")
+            raise ConfigError(f"optim.gamma must be in (0, 1], got {cfg.gamma}")
 
 
 def make_optimizer(model: nn.Module, cfg: OptimConfig, *, device_type: str) -> torch.optim.Optimizer:

@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import WandbLogger
 from torchmetrics import MeanMetric
 
 from datamodules.subword import build_pair_tokenizer
+from errors import ConfigError
 from lightning_modules.base import TformerModule
 from lightning_modules.metrics import corpus_bleu
 from lightning_modules.optim import OptimConfig
@@ -66,10 +67,10 @@ class Seq2SeqLitModule(TformerModule):
     ):
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"module.label_smoothing must be in [0, 1), got {label_smoothing}")
+            raise ConfigError(f"module.label_smoothing must be in [0, 1), got {label_smoothing}")
         for name, value in (("val_beam_size", val_beam_size), ("beam_size", beam_size)):
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"module.{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"module.{name} must be a positive integer, got {value!r}")
         self.config = model if isinstance(model, Seq2SeqConfig) else Seq2SeqConfig(**model)
         model = self.config.to_dict()  # the checkpoint keeps plain values (save_hyperparameters reads the locals)
         # Not sent to the loggers: the tokenizer's JSON is large, and train.py logs the whole config.
@@ -94,7 +95,7 @@ class Seq2SeqLitModule(TformerModule):
             want = getattr(tok, f"{side}_vocab_size", tok.vocab_size)
             if size != want:
                 field = f"{side}_vocab_size" if getattr(c, f"{side}_vocab_size") is not None else "vocab_size"
-                raise ValueError(f"model.{field}={size} does not match the tokenizer's {want}")
+                raise ConfigError(f"model.{field}={size} does not match the tokenizer's {want}")
 
     # -- training
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from errors import ConfigError
 from models.attention import BACKENDS, Attention, Backend, KVCache
 
 NORMS = ("pre", "post")  # pre-LN x + f(ln(x)) (GPT-2) | post-LN ln(x + f(x)) (the 2017 paper)
@@ -23,10 +24,10 @@ def check_choices(c) -> None:
     """The option fields both model configs share, each against its known values."""
     for field, known in (("norm", NORMS), ("positions", POSITIONS), ("activation", tuple(ACTIVATIONS))):
         if getattr(c, field) not in known:
-            raise ValueError(f"model.{field}={getattr(c, field)!r} is unknown; choose one of {known}")
+            raise ConfigError(f"model.{field}={getattr(c, field)!r} is unknown; choose one of {known}")
     for field in ("bias", "tie_embeddings", "head_bias", "embedding_scale"):
         if not isinstance(getattr(c, field), bool):
-            raise ValueError(f"model.{field} must be true or false, got {getattr(c, field)!r}")
+            raise ConfigError(f"model.{field} must be true or false, got {getattr(c, field)!r}")
 
 
 def check_config(c, int_fields: tuple[str, ...]) -> None:
@@ -35,17 +36,17 @@ def check_config(c, int_fields: tuple[str, ...]) -> None:
     for name in int_fields:
         value = getattr(c, name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"model.{name} must be a positive integer, got {value!r}")
+            raise ConfigError(f"model.{name} must be a positive integer, got {value!r}")
     if c.n_embd % c.n_head != 0:
         nearest = c.n_head * max(1, c.n_embd // c.n_head)
-        raise ValueError(
+        raise ConfigError(
             f"model.n_embd={c.n_embd} is not divisible by model.n_head={c.n_head}: "
             f"pick n_embd as a multiple of n_head (e.g. model.n_embd={nearest})"
         )
     if not 0.0 <= c.dropout < 1.0:
-        raise ValueError(f"model.dropout must be in [0, 1), got {c.dropout}")
+        raise ConfigError(f"model.dropout must be in [0, 1), got {c.dropout}")
     if c.attention not in BACKENDS:
-        raise ValueError(f"model.attention={c.attention!r} is unknown; choose one of {BACKENDS}")
+        raise ConfigError(f"model.attention={c.attention!r} is unknown; choose one of {BACKENDS}")
     check_choices(c)
 
 

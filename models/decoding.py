@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from errors import ConfigError
 from models.seq2seq import Seq2SeqBase
 
 
@@ -141,7 +142,7 @@ def beam_search(
     length counts EOS. With beam_size=1 this is exactly greedy search.
     """
     if not isinstance(beam_size, int) or beam_size < 1:
-        raise ValueError(f"beam_size must be a positive integer, got {beam_size!r}")
+        raise ConfigError(f"beam_size must be a positive integer, got {beam_size!r}")
     with _eval_mode(model):
         b, k = src.size(0), beam_size
         search = _Search(model, src, src_pad_mask, decoding, k=k)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from errors import ConfigError
 from models import sizing
 from models.attention import KVCache
 from models.blocks import Block, ModelConfig, sinusoidal_positions
@@ -67,7 +68,7 @@ class GPTConfig(ModelConfig):
             apply_pretrained_config(self)  # GPT-2's architecture (and, for a named model, its sizes)
         super().__post_init__()
         if self.d_ff is not None and (not isinstance(self.d_ff, int) or isinstance(self.d_ff, bool) or self.d_ff <= 0):
-            raise ValueError(f"model.d_ff must be a positive integer or null (4 * n_embd), got {self.d_ff!r}")
+            raise ConfigError(f"model.d_ff must be a positive integer or null (4 * n_embd), got {self.d_ff!r}")
 
     @property
     def hidden(self) -> int:

@@ -22,6 +22,8 @@ import logging
 import torch
 from torch import nn
 
+from errors import ConfigError
+
 log = logging.getLogger("tformer")
 
 GPT2_SIZES = {  # (n_layer, n_head, n_embd)
@@ -53,7 +55,7 @@ HF_BUFFERS = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers of older
 def apply_pretrained_config(cfg) -> None:
     """Give a GPTConfig with `init_from` the fields GPT-2's weights dictate (logging those that change)."""
     if not isinstance(cfg.init_from, str) or not cfg.init_from:
-        raise ValueError(
+        raise ConfigError(
             f"model.init_from must be a GPT-2 name {tuple(GPT2_SIZES)} or a directory, got {cfg.init_from!r}"
         )
     fields = dict(GPT2_ARCHITECTURE)
@@ -61,7 +63,7 @@ def apply_pretrained_config(cfg) -> None:
         n_layer, n_head, n_embd = GPT2_SIZES[cfg.init_from]
         fields.update(n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=GPT2_VOCAB)
         if isinstance(cfg.block_size, int) and cfg.block_size > GPT2_CONTEXT:
-            raise ValueError(
+            raise ConfigError(
                 f"model.block_size={cfg.block_size} exceeds the {GPT2_CONTEXT} positions of model.init_from="
                 f"{cfg.init_from}: use data.block_size <= {GPT2_CONTEXT}"
             )
@@ -110,7 +112,7 @@ def check_hf_config(cfg, hf, source: str) -> None:
         problems.append("the checkpoint scales attention by 1/layer index (scale_attn_by_inverse_layer_idx)")
     if problems:
         hint = " (GPT-2's weights need GPT-2's BPE: data=shakespeare_bpe)" if cfg.vocab_size != hf.vocab_size else ""
-        raise ValueError(f"model.init_from={source} does not fit the model config: {'; '.join(problems)}{hint}")
+        raise ConfigError(f"model.init_from={source} does not fit the model config: {'; '.join(problems)}{hint}")
 
 
 def load_gpt2(model: nn.Module, source: str | None = None) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from errors import ConfigError
+
 
 def filter_logits(logits: torch.Tensor, *, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
     """Set logits outside the top-k / top-p nucleus to -inf. logits: (B, V)."""
@@ -32,7 +34,7 @@ def sample_next(
 ) -> torch.Tensor:
     """Draw one token per row from (B, V) logits -> (B, 1). temperature=0 means greedy (argmax)."""
     if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+        raise ConfigError(f"temperature must be >= 0, got {temperature}")
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
     logits = filter_logits(logits.float() / temperature, top_k=top_k, top_p=top_p)

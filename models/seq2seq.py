@@ -20,6 +20,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from errors import ConfigError
 from models import sizing
 from models.attention import KVCache
 from models.blocks import Block, ModelConfig, sinusoidal_positions
@@ -59,9 +60,9 @@ class Seq2SeqConfig(ModelConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.impl not in IMPLS:
-            raise ValueError(f"model.impl={self.impl!r} is unknown; choose one of {IMPLS}")
+            raise ConfigError(f"model.impl={self.impl!r} is unknown; choose one of {IMPLS}")
         if self.impl == "torch" and self.attention != "sdpa":
-            raise ValueError(
+            raise ConfigError(
                 f"model.impl=torch runs torch.nn.MultiheadAttention, which picks its own kernels: "
                 f"model.attention={self.attention!r} needs model.impl=native (or set model.attention=sdpa)"
             )
@@ -81,10 +82,10 @@ class Seq2SeqConfig(ModelConfig):
         for name in ("vocab_size", "src_vocab_size", "tgt_vocab_size"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-                raise ValueError(f"model.{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"model.{name} must be a positive integer, got {value!r}")
         separate = self.src_vocab_size is not None or self.tgt_vocab_size is not None
         if self.tie_embeddings and separate:
-            raise ValueError(
+            raise ConfigError(
                 f"model.tie_embeddings=true needs one joint vocabulary, but model.src_vocab_size="
                 f"{self.src_vocab_size} / model.tgt_vocab_size={self.tgt_vocab_size} set separate ones: "
                 f"set model.tie_embeddings=false"

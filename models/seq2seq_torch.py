@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from errors import ConfigError
 from models.seq2seq import Seq2SeqBase, Seq2SeqConfig
 
 # nn.Transformer takes "relu" / "gelu" by name, any other activation as a callable.
@@ -74,7 +75,7 @@ class Seq2SeqTorch(Seq2SeqBase):
     ) -> torch.Tensor:
         """tgt (B, T) the whole decoder input so far -> logits (B, T, V); there is no cache to continue."""
         if cache is not None:
-            raise ValueError("model.impl=torch has no KV cache: decode the whole prefix (use_cache=False)")
+            raise ConfigError("model.impl=torch has no KV cache: decode the whole prefix (use_cache=False)")
         x = self._embed(tgt, self.tgt_emb, "target")
         t = tgt.size(1)
         causal = torch.ones(t, t, dtype=torch.bool, device=tgt.device).triu(1)  # True = may not attend

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from errors import ConfigError
+
 if TYPE_CHECKING:
     from models.gpt import GPTConfig
     from models.seq2seq import Seq2SeqConfig
@@ -45,7 +47,7 @@ def precision_of(precision: str | int) -> Precision:
     key = _ALIASES.get(str(precision), str(precision))
     if key not in PRECISIONS:
         known = list(PRECISIONS)
-        raise ValueError(f"trainer.precision={precision!r} is unknown to the memory estimate; use one of {known}")
+        raise ConfigError(f"trainer.precision={precision!r} is unknown to the memory estimate; use one of {known}")
     return PRECISIONS[key]
 
 

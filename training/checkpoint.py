@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from errors import ConfigError, MissingFileError
 from lightning_modules.checkpoint_format import check_format
 from training.families import module_for_family
 
@@ -18,13 +19,13 @@ def read_checkpoint(path: str | Path, *, field: str = "ckpt_path") -> dict:
     """torch.load a checkpoint on CPU; a missing or unreadable file raises naming `field`."""
     p = Path(str(path)).expanduser()
     if not p.is_file():
-        raise FileNotFoundError(f"{field}={path} does not exist (no such file)")
+        raise MissingFileError(f"{field}={path} does not exist (no such file)")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=False)
     except Exception as err:
-        raise ValueError(f"{field}={path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
+        raise ConfigError(f"{field}={path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "tformer_family" not in ckpt:
-        raise ValueError(f"{field}={path} is not a tformer-lab checkpoint (written by train.py)")
+        raise ConfigError(f"{field}={path} is not a tformer-lab checkpoint (written by train.py)")
     check_format(ckpt, field=field, path=str(path))
     return ckpt
 
@@ -32,7 +33,7 @@ def read_checkpoint(path: str | Path, *, field: str = "ckpt_path") -> dict:
 def check_family(ckpt: dict, family: str, *, field: str = "ckpt_path", path: str = "") -> None:
     found = ckpt["tformer_family"]
     if found != family:
-        raise ValueError(f"{field}={path} holds a {found} model, but this needs a {family} checkpoint")
+        raise ConfigError(f"{field}={path} holds a {found} model, but this needs a {family} checkpoint")
 
 
 def load_module(

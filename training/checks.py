@@ -9,6 +9,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError
 
+from errors import ConfigError
+
 log = logging.getLogger("tformer")
 
 
@@ -18,7 +20,7 @@ def build_model_config(cfg: DictConfig):
         return instantiate(cfg.model, _convert_="all")
     except InterpolationKeyError as err:
         # Model configs take their lengths from the data config (${data.block_size}, ${data.max_len}).
-        raise ValueError(
+        raise ConfigError(
             f"model={cfg.model.get('name')} does not fit data={cfg.data.get('name')} ({err}): GPT models train on "
             f"language-model corpora (e.g. data=shakespeare_char), seq2seq models on parallel corpora "
             f"(e.g. data=multi30k)"
@@ -27,7 +29,7 @@ def build_model_config(cfg: DictConfig):
 
 def check_block_sizes(model_cfg, data_block: int) -> None:
     if data_block > model_cfg.block_size:
-        raise ValueError(
+        raise ConfigError(
             f"data.block_size={data_block} is larger than the model's context model.block_size="
             f"{model_cfg.block_size}: lower data.block_size or raise model.block_size"
         )
@@ -38,7 +40,7 @@ def check_lengths(model_cfg, data_cfg) -> None:
     if hasattr(model_cfg, "block_size") and "block_size" in data_cfg:
         check_block_sizes(model_cfg, data_cfg.block_size)
     if hasattr(model_cfg, "max_len") and "max_len" in data_cfg and data_cfg.max_len > model_cfg.max_len:
-        raise ValueError(
+        raise ConfigError(
             f"data.max_len={data_cfg.max_len} is larger than the model's model.max_len={model_cfg.max_len}: "
             f"lower data.max_len or raise model.max_len"
         )
@@ -48,7 +50,7 @@ def check_data_family(datamodule, family: str, cfg: DictConfig) -> None:
     """A GPT needs a language-model corpus, a seq2seq model a parallel corpus."""
     data_family = getattr(datamodule, "family", "gpt")
     if data_family != family:
-        raise ValueError(
+        raise ConfigError(
             f"data={cfg.data.get('name')} is a corpus for {data_family} models, but model={cfg.model.get('name')} "
             f"is a {family} model: pick a matching pair (e.g. model=gpt_small data=shakespeare_char, "
             f"or model=seq2seq_small data=multi30k)"
@@ -69,12 +71,12 @@ def _is_number(value) -> bool:
 def check_int(field: str, value, *, minimum: int, hint: str = "") -> None:
     if not _is_int(value) or value < minimum:
         rule = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"{field}={value!r} must be {rule}{hint}")
+        raise ConfigError(f"{field}={value!r} must be {rule}{hint}")
 
 
 def check_seed(value, field: str = "seed") -> None:
     if value is not None and not _is_int(value):
-        raise ValueError(f"{field}={value!r} must be an integer (or null for a random seed)")
+        raise ConfigError(f"{field}={value!r} must be an integer (or null for a random seed)")
 
 
 def check_data_sizes(data_cfg) -> None:
@@ -90,11 +92,11 @@ def check_sampling(options, *, prefix: str = "", min_samples: int = 1) -> None:
     check_int(f"{prefix}max_new_tokens", options["max_new_tokens"], minimum=1)
     temperature, top_k, top_p = options.get("temperature"), options.get("top_k"), options.get("top_p")
     if not _is_number(temperature) or temperature < 0:
-        raise ValueError(f"{prefix}temperature={temperature!r} must be a number >= 0 (0: always the likeliest token)")
+        raise ConfigError(f"{prefix}temperature={temperature!r} must be a number >= 0 (0: always the likeliest token)")
     if top_k is not None and not _is_int(top_k):
-        raise ValueError(f"{prefix}top_k={top_k!r} must be an integer (or null: no top-k filter)")
+        raise ConfigError(f"{prefix}top_k={top_k!r} must be an integer (or null: no top-k filter)")
     if top_p is not None and (not _is_number(top_p) or not 0 < top_p <= 1):
-        raise ValueError(f"{prefix}top_p={top_p!r} must be in (0, 1] (or null: no nucleus filter)")
+        raise ConfigError(f"{prefix}top_p={top_p!r} must be in (0, 1] (or null: no nucleus filter)")
     if "seed" in options:
         check_seed(options["seed"], f"{prefix}seed")
 
@@ -109,7 +111,7 @@ def check_optim(optim_cfg):
     known = [f.name for f in fields(OptimConfig)]
     unknown = [key for key in values if key not in known]
     if unknown:
-        raise ValueError(f"optim.{unknown[0]} is not an optimizer setting; known: {', '.join(known)}")
+        raise ConfigError(f"optim.{unknown[0]} is not an optimizer setting; known: {', '.join(known)}")
     return OptimConfig(**values)
 
 
@@ -122,16 +124,16 @@ def check_steps(trainer_cfg, optim, family: str) -> None:
     steps = trainer_cfg.get("max_steps", -1)
     check_int("trainer.max_steps", steps, minimum=-1)
     if steps == 0:
-        raise ValueError("trainer.max_steps=0: nothing to train; set the number of optimizer steps (e.g. 5000)")
+        raise ConfigError("trainer.max_steps=0: nothing to train; set the number of optimizer steps (e.g. 5000)")
     if steps == -1:
         epochs = trainer_cfg.get("max_epochs")
         if family in ENDLESS_FAMILIES:
-            raise ValueError(
+            raise ConfigError(
                 f"trainer.max_steps=-1 would train forever: a {family} model trains on an endless stream of "
                 f"random windows; set trainer.max_steps to the number of optimizer steps (e.g. 5000)"
             )
         if not _is_int(epochs) or epochs <= 0:
-            raise ValueError(
+            raise ConfigError(
                 "trainer.max_steps=-1 with no trainer.max_epochs has no end (Lightning would run 1000 epochs); "
                 "set trainer.max_steps (optimizer steps) or trainer.max_epochs"
             )
@@ -155,13 +157,13 @@ def check_backend(model_cfg, trainer_cfg) -> None:
     accelerator = str(trainer_cfg.get("accelerator", "auto"))
     if accelerator == "cpu" or not torch.cuda.is_available():
         where = "trainer.accelerator=cpu" if accelerator == "cpu" else "no CUDA GPU found"
-        raise ValueError(
+        raise ConfigError(
             f"model.attention=flash needs a CUDA GPU with flash-attention kernels ({where}); use "
             f"model.attention=sdpa (picks the best available kernel) or model.attention=math"
         )
     precision = str(trainer_cfg.get("precision"))
     if not precision.startswith(("16", "bf16")):
-        raise ValueError(
+        raise ConfigError(
             f"model.attention=flash needs half precision, got trainer.precision={precision}: use "
             f"trainer.precision=bf16-mixed (or 16-mixed), or model.attention=sdpa"
         )
@@ -179,7 +181,7 @@ def check_resumed_sizes(saved: dict, model_cfg, path: str, *, fields: tuple[str,
     if differ:
         had = ", ".join(f"model.{k}={saved.get(k)!r}" for k in differ)
         asked = ", ".join(f"model.{k}={now.get(k)!r}" for k in differ)
-        raise ValueError(
+        raise ConfigError(
             f"ckpt_path={path}: the checkpoint has {had}, but this run has {asked}: resume with the checkpoint's "
             f"sizes (drop the overrides that change them), or train a new model without ckpt_path"
         )
@@ -201,7 +203,7 @@ def check_resume(ckpt: dict, model_cfg, trainer_cfg, path: str) -> Resumed:
     check_resumed_sizes(saved, model_cfg, path)
     done, steps = int(ckpt.get("global_step", 0)), trainer_cfg.get("max_steps", -1)
     if 0 < steps <= done:
-        raise ValueError(
+        raise ConfigError(
             f"trainer.max_steps={steps} but ckpt_path={path} has already trained {done} steps: nothing left to "
             f"train; raise trainer.max_steps above {done} to train on"
         )

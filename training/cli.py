@@ -1,17 +1,13 @@
 """What every entry point shares: bad input reported as one line, and free-text arguments.
 
-A *user error* is bad input (a config value, a file, a checkpoint) that the project's own checks caught:
-a `UserError`, or a `ValueError` / `FileNotFoundError` raised by a `raise` statement in this repository's
-code (models/, datamodules/, training/ ... check their input that way; a library's error, or one raised by
-a builtin inside our code, is not one). `user_errors()` prints it as one line, `Error: <message>`, and exits
-with status 1; anything else (a bug) keeps its traceback. `HYDRA_FULL_ERROR=1` shows the traceback of user
-errors too.
+A *user error* is an `errors.UserError` (`ConfigError`, `MissingFileError`): the project's checks raise them, and
+`user_errors()` catches them by type, prints `Error: <message>` and exits with status 1. Anything else (a bug, a
+library's own error) keeps its traceback. `HYDRA_FULL_ERROR=1` shows the traceback of user errors too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import linecache
 import os
 import re
 import sys
@@ -33,23 +29,10 @@ def root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
-def _raised_by_project(exc: BaseException) -> bool:
-    """Whether the innermost frame of exc's traceback is a `raise` statement in this repository's code."""
-    tb = exc.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    path = Path(tb.tb_frame.f_code.co_filename).resolve()
-    if "site-packages" in path.parts or not path.is_relative_to(ROOT):
-        return False
-    return linecache.getline(str(path), tb.tb_lineno).lstrip().startswith("raise")
-
-
 def user_error_message(exc: BaseException) -> str | None:
     """The one-line message of a user error, None for anything else (a bug: it keeps its traceback)."""
     exc = root_cause(exc)
-    if isinstance(exc, UserError) or (isinstance(exc, (ValueError, FileNotFoundError)) and _raised_by_project(exc)):
+    if isinstance(exc, UserError):
         return " ".join(str(exc).split()) or type(exc).__name__
     return None
 

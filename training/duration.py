@@ -10,6 +10,8 @@ from datetime import timedelta
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from errors import ConfigError
+
 log = logging.getLogger("tformer")
 
 # Share of the measured 512x512 matmul rate that a GPT training step reaches on CPU. Measured on 2 idle cores:
@@ -79,6 +81,6 @@ def check_cpu_duration(cfg: DictConfig, model_cfg, *, ask=input) -> None:
     if seconds <= ASK_ABOVE_S or cfg.get("long_cpu_run", False):
         return
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise ValueError(f"{message}: pass long_cpu_run=true to train anyway, or {hint}")
+        raise ConfigError(f"{message}: pass long_cpu_run=true to train anyway, or {hint}")
     if ask("Train anyway? [y/N] ").strip().lower() not in ("y", "yes"):
         raise SystemExit("Not training. " + hint[0].upper() + hint[1:])

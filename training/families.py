@@ -7,6 +7,7 @@ tools refuse the wrong kind of model). A new family is one more LightningModule 
 
 from __future__ import annotations
 
+from errors import ConfigError
 from lightning_modules.base import TformerModule
 from lightning_modules.gpt import GPTLitModule
 from lightning_modules.seq2seq import Seq2SeqLitModule
@@ -20,7 +21,7 @@ def module_for_config(model_cfg) -> type[TformerModule]:
         if isinstance(model_cfg, module.config_class):
             return module
     known = ", ".join(m.config_class.__name__ for m in MODULES)
-    raise ValueError(f"no LightningModule trains a {type(model_cfg).__name__} (known configs: {known})")
+    raise ConfigError(f"no LightningModule trains a {type(model_cfg).__name__} (known configs: {known})")
 
 
 def module_for_family(family: str) -> type[TformerModule]:
@@ -28,4 +29,4 @@ def module_for_family(family: str) -> type[TformerModule]:
     for module in MODULES:
         if module.family == family:
             return module
-    raise ValueError(f"unknown model family {family!r}; known: {sorted(m.family for m in MODULES)}")
+    raise ConfigError(f"unknown model family {family!r}; known: {sorted(m.family for m in MODULES)}")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import sys
 
+from errors import ConfigError
+
 RECIPES = {
     "gpu": ("nanogpt_shakespeare_char", "nanoGPT's Shakespeare recipe: 5000 steps of gpt_small, val loss ~1.47"),
     "cpu": ("shakespeare_char_cpu", "the 2-core CPU recipe: 1250 steps of a 0.8M GPT, val loss ~1.78 in ~5 minutes"),
@@ -16,7 +18,7 @@ RECIPES = {
 def pick(requested: str, cuda: bool) -> tuple[str, str]:
     """(experiment, the reason in words) for RECIPE=auto|gpu|cpu on a machine with or without CUDA."""
     if requested not in ("auto", *RECIPES):
-        raise ValueError(f"RECIPE={requested} is unknown: use auto, gpu or cpu")
+        raise ConfigError(f"RECIPE={requested} is unknown: use auto, gpu or cpu")
     kind = requested if requested != "auto" else ("gpu" if cuda else "cpu")
     other = "cpu" if kind == "gpu" else "gpu"
     why = f"RECIPE={requested}" if requested != "auto" else ("a CUDA GPU is present" if cuda else "no CUDA GPU here")

@@ -18,7 +18,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from training.cli import UserError, fail
+from errors import UserError
+from training.cli import fail
 
 log = logging.getLogger("tformer")
 

@@ -16,6 +16,7 @@ import lightning as L
 import torch
 
 from datamodules.files import atomic_write
+from errors import ConfigError
 
 
 def average_state_dicts(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -49,7 +50,7 @@ class AverageCheckpoints(L.Callback):
 
     def __init__(self, dirpath: str, last_n: int = 5, filename: str = "averaged.ckpt"):
         if not isinstance(last_n, int) or isinstance(last_n, bool) or last_n < 1:
-            raise ValueError(f"callbacks.averaging.last_n must be a positive integer, got {last_n!r}")
+            raise ConfigError(f"callbacks.averaging.last_n must be a positive integer, got {last_n!r}")
         self.dirpath, self.last_n, self.filename = Path(dirpath), last_n, filename
         self.snapshots: deque[dict[str, torch.Tensor]] = deque(maxlen=last_n)
         self.steps: deque[int] = deque(maxlen=last_n)

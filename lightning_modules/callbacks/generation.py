@@ -13,6 +13,7 @@ import numpy as np
 from lightning.pytorch.utilities import rank_zero_only
 from tqdm import tqdm
 
+from errors import ConfigError
 from lightning_modules.callbacks.best import use_best_weights
 from lightning_modules.callbacks.measure import log_metrics
 from lightning_modules.callbacks.samples import SamplingCallback
@@ -43,7 +44,7 @@ class GenerationMetrics(SamplingCallback):
 
     def __init__(self, output_dir: str, num_samples: int = 50, num_words: int = 100, batch_size: int = 50, **sampling):
         if num_samples < 0 or num_words <= 0 or batch_size <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"callbacks.generation: num_samples must be >= 0, num_words and batch_size > 0, got "
                 f"{num_samples}, {num_words}, {batch_size}"
             )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import lightning as L
 
+from errors import ConfigError
 from lightning_modules.callbacks.measure import log_metrics
 from lightning_modules.hardware import since_launch
 
@@ -32,7 +33,7 @@ class TargetStop(L.Callback):
         save_checkpoint: bool = False,
     ):
         if mode not in ("min", "max"):
-            raise ValueError(f"callbacks.target.mode={mode!r} must be min or max")
+            raise ConfigError(f"callbacks.target.mode={mode!r} must be min or max")
         self.output_dir, self.target, self.monitor, self.mode = Path(output_dir), float(target), monitor, mode
         self.stop, self.save_checkpoint = stop, save_checkpoint
         self.result: dict | None = None

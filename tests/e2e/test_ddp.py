@@ -90,7 +90,7 @@ def test_ddp_multirun_each_rank_joins_its_job(tmp_path):
     assert [s["status"] for s in status] == ["failed", "failed", "failed", "completed"]
 
     for job in (0, 2):
-        assert "ValueError: model.n_embd=32 is not divisible by model.n_head=3" in status[job]["error"]
+        assert "ConfigError: model.n_embd=32 is not divisible by model.n_head=3" in status[job]["error"]
         assert not (sweep / str(job) / "checkpoints").exists()
     assert "DDP: local rank 1 exited with code 1" in status[1]["error"]
     assert "simulated failure on rank 1 at step 2" in out  # the rank's own error is in the output

@@ -170,7 +170,7 @@ def test_a_multirun_in_which_every_job_fails_exits_1(run_script, tmp_path):
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
     status = [json.loads((sweep / str(job) / "status.json").read_text()) for job in (0, 1)]
     assert [s["status"] for s in status] == ["failed", "failed"]
-    assert status[1]["error"] == "ValueError: model.n_embd=32 is not divisible by model.n_head=5: pick n_embd as a "\
+    assert status[1]["error"] == "ConfigError: model.n_embd=32 is not divisible by model.n_head=5: pick n_embd as a "\
         "multiple of n_head (e.g. model.n_embd=30)"  # fmt: skip
     assert "job,status" in (sweep / "summary.csv").read_text()
 

@@ -8,12 +8,18 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from training.cli import UserError, quote_free_text, user_error_message, user_errors
+from errors import ConfigError, UserError
+from training.cli import quote_free_text, user_error_message, user_errors
 
 
 def check_size(n):
     if n <= 0:
-        raise ValueError(f"model.n_embd={n} must be a positive integer")
+        raise ConfigError(f"model.n_embd={n} must be a positive integer")
+
+
+def buggy_check(n):
+    if n <= 0:
+        raise ValueError(f"n={n}: an internal invariant, not the user's input")
 
 
 def caught(fn) -> BaseException:
@@ -38,6 +44,7 @@ def test_a_config_class_error_is_unwrapped_from_hydras_instantiate():
 
 
 def test_bugs_are_not_user_errors():
+    assert user_error_message(caught(lambda: buggy_check(0))) is None  # a plain ValueError raised by our own code
     assert user_error_message(caught(lambda: int("abc"))) is None  # a builtin's ValueError inside our code
     assert user_error_message(caught(lambda: torch.optim.AdamW([torch.zeros(1)], betas=(0.9, 1.5)))) is None
     assert user_error_message(caught(lambda: {}["key"])) is None
@@ -71,3 +78,22 @@ def test_free_text_reaches_the_config_verbatim(text):
 def test_free_text_leaves_other_keys_and_quoted_values_alone():
     argv = ["sample.py", "num_samples=2", "prompt='already, quoted'", "prompt=null"]
     assert quote_free_text(argv, ("prompt",)) == argv
+
+
+def test_a_plain_value_error_from_model_code_during_a_run_keeps_its_traceback(hydra_job, monkeypatch):
+    """A bug in the model raised as ValueError mid-run is not dressed up as bad input: it propagates whole."""
+    from models.gpt import GPT
+    from training.run import train
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+
+    def broken_forward(self, idx, targets=None, **kw):
+        raise ValueError("shape mismatch inside the model (a bug)")
+
+    monkeypatch.setattr(GPT, "forward", broken_forward)
+    overrides = ["model=gpt_nano", "model.n_layer=1", "model.n_embd=16", "model.n_head=2", "data.block_size=16",
+                 "data.batch_size=2", "trainer=debug", "logger=csv"]  # fmt: skip
+    cfg = hydra_job(overrides, multirun=False)
+    with pytest.raises(ValueError, match="shape mismatch inside the model") as err, user_errors():
+        train(cfg)
+    assert not isinstance(err.value, UserError)

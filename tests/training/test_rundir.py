@@ -6,8 +6,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from errors import UserError
 from tests.training.conftest import ROOT
-from training.cli import UserError
 from training.rundir import RunDirGuard, check_run_dir, keep_earlier_metrics, save_config
 
 

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-batches", type=int, default=20, help="batches per validation, both sides")
     parser.add_argument("--target", type=float, default=TARGET, help="the val loss timed from launch")
     parser.add_argument("--cap-s", type=float, default=1800, help="a side is stopped after this many seconds")
-    parser.add_argument("--smoke", action="store_true", help="8 steps at tiny sizes (what the tests run)")
+    parser.add_argument("--smoke", action="store_true", help="8 steps at tiny sizes, validation every 4 on 2 batches")
     parser.add_argument("--results", default=str(ROOT / "bench" / "results"), help="where JSON + Markdown go")
     parser.add_argument("--work", default=str(ROOT / "bench" / "work"), help="run directories and logs")
     parser.add_argument("--out", default=None, help="also copy results and a tarball of logs here")

@@ -1,5 +1,6 @@
-"""What bench/gpu.py needs around its runs: launch a command with every output line timestamped, read
-nanoGPT's log, read a train.py run directory, and the arithmetic both sides share (ms/step, tokens/s, MFU).
+"""What the benchmarks (bench/gpu.py, bench/cpu.py) need around their runs: launch a command with every output
+line timestamped, read nanoGPT's log, read a train.py run directory, and the arithmetic both sides share
+(ms/step, tokens/s, MFU).
 
 Times are seconds since launch: the benchmark sets $TFORMER_LAUNCH_TIME to the moment it starts a process,
 so train.py's `perf/elapsed` and `target.json` count from the same instant as the line timestamps of nanoGPT.
@@ -131,6 +132,7 @@ def parse_nanogpt(lines: list[tuple[float, str]], *, eval_interval: int, target:
     return {
         "steps": iters[-1][1] if iters else 0,
         "tokens_per_step": tokens,
+        "launch_to_first_step": iters[0][0] if iters else None,  # `iter 0` arrives after step 0 (and its eval)
         "ms_per_step": clock,
         "ms_per_step_nanogpt": median(own) if own else None,
         "tokens_per_sec": tokens * 1000 / clock if tokens and clock else None,
@@ -139,6 +141,7 @@ def parse_nanogpt(lines: list[tuple[float, str]], *, eval_interval: int, target:
         "target": target,
         "target_step": hit[1] if hit else None,
         "time_to_target": hit[0] if hit else None,
+        "final_val": evals[-1][3] if evals else None,
         "val_curve": [{"step": s, "val_loss": v, "train_loss": tr, "elapsed": t} for t, s, tr, v in evals],
         "last_loss": iters[-1][2] if iters else None,
     }
@@ -166,7 +169,8 @@ def read_json(path: Path) -> dict | None:
 
 def parse_project(run: Path, *, target: float | None = None, val_key: str = "val/loss") -> dict:
     """ms/step, tokens/s, the val curve with wall time since launch, best val and time to `target`, from
-    <run>/csv/metrics.csv, measure.json and target.json (what train.py writes)."""
+    <run>/csv/metrics.csv, measure.json and target.json (what train.py writes), and first_step.json where
+    bench/first_step.py's callback ran."""
     rows = read_csv(run / "csv" / "metrics.csv")
     measure = read_json(run / "measure.json") or {}
     step_times = [v for _, v in column(rows, "perf/step_time")]
@@ -194,6 +198,7 @@ def parse_project(run: Path, *, target: float | None = None, val_key: str = "val
         "flops_per_token": measure.get("flops_per_token"),
         "params": measure.get("params"),
         "launch_to_fit_start": measure.get("launch_to_fit_start"),
+        "launch_to_first_step": (read_json(run / "first_step.json") or {}).get("elapsed_since_launch"),
         "peak_memory_mb": measure.get("peak_memory_mb"),
         "estimated_memory_mb": measure.get("estimated_memory_mb"),
         "best_val": best["val_loss"] if best else None,
@@ -201,6 +206,7 @@ def parse_project(run: Path, *, target: float | None = None, val_key: str = "val
         "target": target,
         "target_step": hit["step"] if hit else None,
         "time_to_target": hit["elapsed"] if hit else None,
+        "final_val": curve[-1]["val_loss"] if curve else None,
         "target_json": read_json(run / "target.json"),
         "val_curve": curve,
     }

@@ -10,12 +10,20 @@ import tarfile
 
 import pytest
 
+from tests.bench.yardstick import nanogpt_anchors
 from tests.e2e.conftest import ROOT
 
 
-def bench(tmp_path, *args: str) -> tuple[dict, str]:
+@pytest.fixture
+def yardstick():
+    """nanoGPT's run-nanogpt.sh folder: the side-by-side parts skip without it (a fresh clone has no ../shared)."""
+    return nanogpt_anchors()
+
+
+def bench(tmp_path, *args: str, anchors=None) -> tuple[dict, str]:
     """Run bench/gpu.py --smoke with results, work and out under tmp_path -> ({part: record}, console output)."""
     cmd = [sys.executable, "bench/gpu.py", *args, "--smoke", "--peak-tflops", "1"]
+    cmd += ["--anchors", str(anchors)] if anchors else []
     cmd += ["--results", str(tmp_path / "results"), "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=_env())
     output = proc.stdout + proc.stderr
@@ -37,8 +45,8 @@ def _env() -> dict:
 
 
 @pytest.mark.slow
-def test_char_side_by_side(tmp_path):
-    records, _ = bench(tmp_path, "char")
+def test_char_side_by_side(tmp_path, yardstick):
+    records, _ = bench(tmp_path, "char", anchors=yardstick)
     nano, proj = records["char"]["nanogpt"], records["char"]["project"]
     for side in (nano, proj):
         assert side["status"] == "ok" and side["steps"] == 8
@@ -54,24 +62,29 @@ def test_char_side_by_side(tmp_path):
 
 
 def test_without_the_anchors_smoke_runs_a_stand_in_that_speaks_nanogpts_log(tmp_path):
-    from bench.gpu import anchors
     from bench.gpu_runs import parse_nanogpt
+    from bench.harness import anchors
 
     assert anchors(str(tmp_path)) is None  # --anchors DIR without run-nanogpt.sh: not found
     flags = ["--max_iters=8", "--eval_interval=4", "--batch_size=4", "--block_size=32"]
-    proc = subprocess.run([sys.executable, "bench/gpu.py", "--fake-nanogpt", *flags], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, env=_env())  # fmt: skip
-    lines = [(0.01 * i, line) for i, line in enumerate(proc.stdout.splitlines())]
-    out = parse_nanogpt(lines, eval_interval=4, target=10.0)
-    assert out["steps"] == 8 and out["tokens_per_step"] == 128 and out["best_val"] == pytest.approx(3.45)
-    assert [c["step"] for c in out["val_curve"]] == [0, 4, 8] and out["ms_per_step"] == pytest.approx(10.0)
+    for cmd in (["bench/nanogpt_stand_in.py", *flags], ["bench/gpu.py", "--fake-nanogpt", *flags]):
+        proc = subprocess.run([sys.executable, *cmd], cwd=ROOT, capture_output=True, text=True, timeout=120, env=_env())
+        lines = [(0.01 * i, line) for i, line in enumerate(proc.stdout.splitlines())]
+        out = parse_nanogpt(lines, eval_interval=4, target=10.0)
+        assert out["steps"] == 8 and out["tokens_per_step"] == 128 and out["best_val"] == pytest.approx(3.45)
+        assert [c["step"] for c in out["val_curve"]] == [0, 4, 8] and out["ms_per_step"] == pytest.approx(10.0)
 
 
 @pytest.mark.slow
-def test_speedrun_and_gpt2(tmp_path):
-    records, _ = bench(tmp_path, "speedrun", "gpt2")
+def test_speedrun(tmp_path):
+    records, _ = bench(tmp_path, "speedrun")
     recipe = records["speedrun"]["variants"]["recipe"]
     assert recipe["status"] == "ok" and recipe["target_json"]["reached"] and recipe["target_json"]["step"] == 2
+
+
+@pytest.mark.slow
+def test_gpt2_side_by_side(tmp_path, yardstick, gpt2_bpe):
+    records, _ = bench(tmp_path, "gpt2", anchors=yardstick)
     sides = records["gpt2"]["sides"]
     assert records["gpt2"]["peak_flops"] == 1e12
     for name in ("nanogpt", "project"):

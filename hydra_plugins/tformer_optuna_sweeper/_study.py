@@ -11,13 +11,7 @@ import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, Transformer, ValueType
 from hydra.core.utils import JobReturn, JobStatus
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-    check_distribution_compatibility,
-)
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from errors import ConfigError
@@ -101,19 +95,21 @@ def open_study(name: str | None, storage: str | None, sampler: Any, directions: 
 
 
 def check_fits(study: optuna.Study, space: SearchSpace) -> None:
-    """A resumed study's parameters must keep their kind and choices (Optuna would refuse them mid-trial)."""
+    """A resumed study's parameters keep their kind, log scale and choices (Optuna refuses others mid-trial)."""
     known: dict[str, BaseDistribution] = {}
     for trial in study.get_trials(deepcopy=False):
         known |= trial.distributions
-    for key, distribution in space.distributions.items():
-        try:
-            if key in known:
-                check_distribution_compatibility(known[key], distribution)
-        except ValueError as err:
+    for key, new in space.distributions.items():
+        old = known.get(key, new)
+        if (
+            type(old) is not type(new)
+            or getattr(old, "log", None) != getattr(new, "log", None)
+            or (isinstance(old, CategoricalDistribution) and old.choices != new.choices)
+        ):
             raise ConfigError(
-                f"hydra.sweeper.params do not fit study {study.study_name!r}: {key} was {known[key]} ({err}); keep "
-                "its search space or set hydra.sweeper.study_name to start a new study"
-            ) from err
+                f"hydra.sweeper.params do not fit study {study.study_name!r}: {key} was {old}, now {new}; keep its "
+                "search space or set hydra.sweeper.study_name to start a new study"
+            )
 
 
 def objective_values(value: Any, n_objectives: int) -> list[float] | None:

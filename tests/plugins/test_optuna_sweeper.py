@@ -17,7 +17,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState  # noqa: E402
 
 from errors import ConfigError  # noqa: E402
-from hydra_plugins.tformer_optuna_sweeper._study import SearchSpace, objective_values  # noqa: E402
+from hydra_plugins.tformer_optuna_sweeper._study import SearchSpace, check_fits, objective_values  # noqa: E402
 from hydra_plugins.tformer_optuna_sweeper.optuna_sweeper import OptunaSweeper  # noqa: E402
 
 PARAMS = {"x": "interval(-1.0, 1.0)", "n": "choice(1, 2, 3)", "lr": "tag(log, interval(1e-4, 1e-2))"}
@@ -195,7 +195,9 @@ def test_a_study_resumed_from_its_sqlite_file_adds_trials_its_sampler_sees_the_e
 
 @pytest.mark.parametrize(
     "change, message",
-    [({"arguments": ["n=choice(1, 5)"]}, "hydra.sweeper.params do not fit study 's'"),
+    [({"arguments": ["n=choice(1, 5)"]}, "hydra.sweeper.params do not fit study 's': n was Categorical"),
+     ({"arguments": ["lr=interval(1e-4, 1e-2)"]}, "hydra.sweeper.params do not fit study 's': lr was Float"),
+     ({"arguments": ["n=range(1, 4)"]}, "hydra.sweeper.params do not fit study 's': n was Categorical"),
      ({"direction": "maximize"}, "hydra.sweeper.direction=['maximize'] but study 's'")],
 )  # fmt: skip
 def test_a_resumed_study_refuses_other_choices_or_direction(change, message, tmp_path, capsys):
@@ -206,3 +208,10 @@ def test_a_resumed_study_refuses_other_choices_or_direction(change, message, tmp
         make_sweeper(None, tmp_path, storage=storage, study_name="s", n_trials=1, **change).sweep(arguments)
     assert capsys.readouterr().err.startswith(f"Error: {message}")
     assert len(optuna.load_study(study_name="s", storage=storage).trials) == 1  # nothing ran
+
+
+def test_a_resumed_study_takes_new_bounds():
+    old = SearchSpace(["x=interval(0, 1)", "n=range(1, 4)"])
+    study = optuna.create_study()
+    study.tell(study.ask(old.distributions), 1.0)
+    check_fits(study, SearchSpace(["x=interval(0.5, 2)", "n=range(1, 9)"]))  # no error

@@ -170,8 +170,6 @@ GRIDS = {  # sweep -> number of jobs of its grid
 
 @pytest.mark.parametrize("name", [*GRIDS, "optuna", "optuna_smoke"])
 def test_named_sweeps_compose(name):
-    if name.startswith("optuna"):
-        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     cfg = compose([f"sweeps={name}"], return_hydra_config=True)
     assert cfg.hydra.mode.name == "MULTIRUN"
     assert f"/multiruns/{name}_" in cfg.hydra.sweep.dir
@@ -185,7 +183,8 @@ def test_named_sweeps_compose(name):
             for key, value in zip(params, job):
                 OmegaConf.update(job_cfg, key, value)
             instantiate(job_cfg.model)
-    else:
+    else:  # the project's sweeper (conf/hydra/sweeper/tformer_optuna.yaml), also beside Hydra's Optuna plugin
+        assert cfg.hydra.sweeper._target_ == "hydra_plugins.tformer_optuna_sweeper.optuna_sweeper.OptunaSweeper"
         assert cfg.hydra.sweeper.direction == "minimize"
         assert set(params) >= {"optim.lr", "model.n_layer", "model.n_embd", "model.n_head"}
 
@@ -206,7 +205,7 @@ def test_deconstructing_has_the_studys_three_models(name, sizes):
 
 @pytest.mark.slow
 def test_optuna_smoke_sweep_minimises_the_returned_val_loss(tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    pytest.importorskip("optuna")
     args = ["sweeps=optuna_smoke", "hydra.sweeper.n_trials=2", "logger=csv"]
     code, out = run_train(args, tmp_path=tmp_path, name="optuna", timeout=400)
     assert code == 0, out[-4000:]
@@ -217,6 +216,35 @@ def test_optuna_smoke_sweep_minimises_the_returned_val_loss(tmp_path):
     assert result["best_value"] == pytest.approx(min(losses))  # what train.py returned is what Optuna ranked
     assert set(result["best_params"]) == {"optim.lr", "model.dropout", "model.n_layer", "model.n_embd",
                                           "model.n_head", "data.batch_size"}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_optuna_sweep_resumed_from_its_sqlite_file_adds_trials_its_sampler_saw(tmp_path):
+    """The storage docs/sweeps.md documents: a second run of the sweep continues the study kept in the file."""
+    optuna = pytest.importorskip("optuna")
+    from hydra_plugins.tformer_optuna_sweeper._study import SearchSpace
+
+    db = tmp_path / "study" / "optuna.db"  # the folder does not exist yet
+    args = ["sweeps=optuna_smoke", "hydra.sweeper.n_trials=2", f"hydra.sweeper.storage=sqlite:///{db}",
+            "logger=csv", "callbacks.generation.num_samples=2", "sample.max_new_tokens=20"]  # fmt: skip
+    for run in ("first", "second"):
+        code, out = run_train(args, tmp_path=tmp_path, name=run, timeout=400)
+        assert code == 0, out[-4000:]
+    first, second = sweep_dirs(tmp_path)
+    cfg = compose(["sweeps=optuna_smoke"], return_hydra_config=True).hydra.sweeper
+    trials = optuna.load_study(study_name=cfg.study_name, storage=f"sqlite:///{db}").trials
+    assert [t.number for t in trials] == [0, 1, 2, 3] and {t.state.name for t in trials} == {"COMPLETE"}
+    returned = [float(r["val_loss"]) for sweep in (first, second) for r in read_summary(sweep)]
+    assert [t.value for t in trials] == pytest.approx(returned)  # each run's jobs, in order, are the study's trials
+    best = yaml.safe_load((second / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(min(returned))  # the second run ranks the first run's trials too
+
+    # The sampler is seeded (seed=${seed}): on an empty study it proposes the first run's trial again, so the second
+    # run's other proposal comes from the 2 trials it found (TPE past its n_startup_trials=2).
+    space = SearchSpace([f"{key}={value}" for key, value in cfg.params.items()])
+    fresh = optuna.create_study(sampler=instantiate(cfg.sampler, _recursive_=False)).ask(space.distributions)
+    assert fresh.params == trials[0].params
+    assert trials[2].params != trials[0].params
 
 
 def test_fsdp_preset_shards_each_block():

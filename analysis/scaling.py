@@ -129,12 +129,14 @@ def parametric_lines(fit: Parametric | None, n_points: int) -> list[str]:
     residual = worst[0].loss - worst[1]
     lines += [
         "",
-        f"Huber loss (δ = 1e-3) on log L, L-BFGS from a grid of starts; {interval}. Residuals (observed - fitted "
+        f"Huber loss (δ = 1e-3) on log L, BFGS from a grid of starts; {interval}. Residuals (observed - fitted "
         f"loss): RMSE {fit.rmse:.4f}, largest {residual:+.4f} ({worst[0].label}). Chinchilla's E, A, B are in nats "
         f"per BPE token of MassiveText, these in nats per token of this run's tokenizer: compare α, β, a and b.",
     ]
-    if fit.at_bounds:
-        lines.append(f"At a bound of the search, so not determined by these runs: {', '.join(fit.at_bounds)}.")
+    if fit.undetermined:
+        lines.append(
+            f"Not determined by these runs (the fit ran to an edge no law has): {', '.join(fit.undetermined)}."
+        )
     return lines
 
 

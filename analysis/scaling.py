@@ -111,10 +111,12 @@ def isoflop_lines(fit: IsoFlopFit, data: ScalingData, n_boot: int) -> list[str]:
     return lines
 
 
-def parametric_lines(fit: Parametric | None, n_points: int) -> list[str]:
+def parametric_lines(fit: Parametric | None, data: ScalingData) -> list[str]:
     lines = ["## Parametric fit L(N, D) = E + A/N^α + B/D^β (approach 3)", ""]
     if fit is None:
-        return [*lines, f"Not fitted: {n_points} runs; five parameters need at least 6."]
+        budgets = len({p.budget for p in data.points})
+        return [*lines, f"Not fitted: it needs at least 6 runs from 2 budgets (five parameters; within one budget D "
+                        f"is a function of N); here {len(data.points)} runs from {budgets} budget(s)."]  # fmt: skip
     rows = [("E", fit.E), ("A", fit.A), ("B", fit.B), ("alpha", fit.alpha), ("beta", fit.beta), ("a", fit.a),
             ("b", fit.b)]  # fmt: skip
     names = {"alpha": "α", "beta": "β", "a": "a = β/(α+β): N_opt ∝ C^a", "b": "b = α/(α+β): D_opt ∝ C^b"}
@@ -175,7 +177,7 @@ def write_scaling(runs: list[Run], out: Path, *, params: str = "total", min_para
         f"its budget rounded down to whole steps. Figures: isoflop.png, scaling_laws.png, parametric_fit.png.", "",
     ]  # fmt: skip
     md = out / "scaling.md"
-    sections = [head, isoflop_lines(iso, data, n_boot), parametric_lines(parametric, len(data.points)),
+    sections = [head, isoflop_lines(iso, data, n_boot), parametric_lines(parametric, data),
                 runs_lines(data, parametric)]  # fmt: skip
     md.write_text("\n\n".join("\n".join(s) for s in sections) + "\n")
     csv_path = write_points(data, parametric, out / "scaling.csv")

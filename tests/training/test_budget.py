@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -11,6 +12,8 @@ from errors import ConfigError
 from models.gpt import GPTConfig
 from training.budget import apply_budget, plan_budget, world_size
 from training.checks import build_model_config
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints"
 
 TINY = ["model=gpt_nano", "model.n_layer=2", "model.n_head=2", "model.n_embd=32", "data.batch_size=8",
         "data.block_size=32", "trainer=debug", "logger=csv"]  # fmt: skip
@@ -114,3 +117,19 @@ def test_a_warmup_longer_than_the_budget_is_said(hydra_job, caplog):
     with caplog.at_level(logging.WARNING, logger="tformer"):
         plan = apply_budget(cfg, m, "gpt")
     assert f"optim.warmup_steps=1000 is longer than the run (trainer.max_steps={plan.steps})" in caplog.text
+
+
+def test_a_budget_run_resumes_past_the_config_files_max_steps(hydra_job, tmp_path):
+    """The resumed run's steps come from its budget, not from the config's trainer.max_steps (4 with trainer=debug)."""
+    import torch
+
+    from training.checks import check_run
+
+    ckpt = torch.load(FIXTURES / "gpt_format1.ckpt", map_location="cpu", weights_only=False)
+    ckpt["global_step"] = 10  # past trainer=debug's 4 steps
+    torch.save(ckpt, tmp_path / "last.ckpt")
+    sizes = ["model.n_layer=1", "model.n_head=2", "model.n_embd=8", "model.bias=true", "data.block_size=16",
+             f"ckpt_path={tmp_path / 'last.ckpt'}"]  # fmt: skip
+    with pytest.raises(ValueError, match="trainer.max_steps=4 but ckpt_path=.* has already trained 10 steps"):
+        check_run(hydra_job([*TINY, *sizes], multirun=False))
+    check_run(hydra_job([*TINY, *sizes, "budget.flops=1e9"], multirun=False))  # the budget decides later

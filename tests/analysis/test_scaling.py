@@ -135,3 +135,12 @@ def test_each_scaling_figure_plots_the_fitted_numbers(budget_sweep, tmp_path):
     assert [row[2] for row in drawn["parametric_fit.png"][first]] == [
         fitted[p.label] for p in result["data"].points[:6]
     ]
+
+
+def test_report_cli_refuses_a_bootstrap_of_nothing(budget_sweep, capsys):
+    from report import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([str(budget_sweep), "--bootstrap", "0", "--wandb", "off"])
+    assert exit_.value.code == 1
+    assert "Error: --bootstrap=0 must be a positive number of resamples (e.g. 1000)" in capsys.readouterr().err

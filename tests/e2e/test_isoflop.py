@@ -40,7 +40,7 @@ def test_every_job_of_the_sweep_fits_its_budget(name, sizes, batch, accelerator,
         plan = plan_budget(cfg.budget.flops, model, batch_size=cfg.data.batch_size, block_size=cfg.data.block_size)
         assert plan.steps >= 100 and cfg.optim.warmup_steps < plan.steps // 5  # a schedule, not just a warmup
         assert (cfg.data.batch_size, cfg.data.block_size, cfg.trainer.accelerator) == (*batch, accelerator)
-        assert 16 <= model.n_embd / model.n_layer <= 96  # width and depth together
+        assert 12 <= model.n_embd / model.n_layer <= 96  # width and depth together
         total += plan.flops
         by_budget.setdefault(cfg.budget.flops, []).append((cfg.isoflop.size, plan.params))
     assert len(by_budget) == 4 and all(len(s) == sizes for s in by_budget.values())

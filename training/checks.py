@@ -252,6 +252,8 @@ def check_run(cfg: DictConfig):
     if cfg.get("ckpt_path"):
         ckpt = read_checkpoint(cfg.ckpt_path)
         check_family(ckpt, module_cls.family, path=cfg.ckpt_path)
-        saved = check_resume(ckpt, model_cfg, cfg.trainer, str(cfg.ckpt_path))
+        # budget.flops sets trainer.max_steps once the data is known (training/budget.py): no steps to compare yet
+        budget = OmegaConf.select(cfg, "budget.flops", default=None) is not None
+        saved = check_resume(ckpt, model_cfg, {"max_steps": -1} if budget else cfg.trainer, str(cfg.ckpt_path))
         check_resumed_optimizer(ckpt, optim, str(cfg.ckpt_path))
     return model_cfg, module_cls, saved

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from errors import UserError
 from training.cli import fail
+from training.secrets import redact
 
 log = logging.getLogger("tformer")
 
@@ -75,7 +76,7 @@ def save_config(cfg: DictConfig, out: Path) -> Path:
     in_place = resumes_in(out, cfg.get("ckpt_path"))
     try:
         with open(path, "w" if in_place else "x", encoding="utf-8") as f:
-            f.write(OmegaConf.to_yaml(cfg, resolve=True))
+            f.write(OmegaConf.to_yaml(OmegaConf.create(redact(OmegaConf.to_container(cfg, resolve=True)))))
     except FileExistsError:
         raise UserError(f"{out} already holds another run's config.yaml (started at the same time?): stopped") from None
     return path

@@ -90,10 +90,11 @@ def score_gpt(module, datamodule, splits: list[str], cfg: DictConfig, out: Path)
         try:
             path = datamodule.tokens_path(split)
         except UnknownCharacters as err:
-            source = datamodule.split(split).source.label
+            label = datamodule.split(split).source.label  # data.val=held_out.txt
+            where = label if "=" in label else f"data.{split} ({label})"
             raise ConfigError(
-                f"data.{split} ({source}): {err}; the checkpoint's model knows only the characters of its training "
-                f"text: remove those characters from the file, or score text written with the model's characters"
+                f"{where}: {err}; the checkpoint's model knows only the characters of its training text: remove "
+                f"those characters from the file, or score text written with the model's characters"
             ) from err
         datamodule.check_block_size(split, len(load_tokens(path)))
         loader = DataLoader(EvalWindows(path, block), batch_size=datamodule.val_batch_size, shuffle=False)

@@ -72,13 +72,22 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def under_slurm() -> bool:
+    """A SLURM job that Lightning will run with its SLURMEnvironment (SIGUSR1: its auto-requeue)."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    return SLURMEnvironment.detect()
+
+
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """Around one run or multirun job: SIGTERM and SIGUSR1 raise RunStopped (where no other handler is set)."""
+    """Around one run or multirun job: SIGTERM (and SIGUSR1, outside SLURM, where Lightning registers its requeue
+    only if no handler is set) raise RunStopped, where no other handler is set."""
     if not _main_thread():
         yield
         return
-    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    signums = (signal.SIGTERM,) if under_slurm() else (signal.SIGTERM, signal.SIGUSR1)
+    previous = {s: signal.getsignal(s) for s in signums}
     for signum, handler in previous.items():
         if handler in (signal.SIG_DFL, None):
             signal.signal(signum, _stop_now)
@@ -103,29 +112,43 @@ class StopOnSignal(L.Callback):
 
     def __init__(self) -> None:
         self.received = 0  # the first stop signal this process received (0: none)
-        self.installed = False
         self.trainer: L.Trainer | None = None
+        self.training = False  # between setup and the end of training: a signal waits for the end of the step
+        self.previous_sigint = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":  # Ctrl-C from here on (Lightning's own handling would exit 1, saving nothing)
+            self.training, self.previous_sigint = True, signal.getsignal(signal.SIGINT)
+            self._install(trainer, (signal.SIGINT,))
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.on_exception(trainer, pl_module, None)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception) -> None:
+        self.training = False
+        if self.previous_sigint is not None and _main_thread():
+            signal.signal(signal.SIGINT, self.previous_sigint)
+            self.previous_sigint = None
 
     # Lightning installs its own SIGTERM handler (which exits 0) just before the loops run: replace it there.
     def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._install(trainer)
+        self._install(trainer, STOP_SIGNALS)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._install(trainer)
+        self._install(trainer, STOP_SIGNALS)
 
-    def _install(self, trainer: L.Trainer) -> None:
+    def _install(self, trainer: L.Trainer, signums: tuple[int, ...]) -> None:
         self.trainer = trainer
-        if self.installed or not _main_thread():
+        if not _main_thread():
             return
-        for signum in STOP_SIGNALS:
+        for signum in signums:
             current = signal.getsignal(signum)
-            if signum == signal.SIGUSR1 and current not in (signal.SIG_DFL, None, _stop_now):
+            if signum == signal.SIGUSR1 and current not in (signal.SIG_DFL, None, _stop_now, self._note):
                 continue  # Lightning's SLURM auto-requeue (or another tool) owns SIGUSR1
-            signal.signal(signum, self._note)
-        self.installed = True  # Lightning's teardown puts back the handlers from before fit
+            signal.signal(signum, self._note)  # Lightning's teardown puts back the handlers from before fit
 
     def _note(self, signum, frame) -> None:
-        if self.received and signum == signal.SIGINT:  # a second Ctrl-C: stop now, with nothing more saved
+        if not self.training or (self.received and signum == signal.SIGINT):  # after training, or a second Ctrl-C
             trainer = self.trainer
             last = trainer.checkpoint_callback.last_model_path if trainer and trainer.checkpoint_callback else ""
             step = trainer.global_step if trainer else None
@@ -156,6 +179,7 @@ class StopOnSignal(L.Callback):
         # A signal during the final validation: training is done and last.ckpt holds its last step; stop before the
         # end-of-run samples.
         signum = self._agreed(trainer)
+        self.training = False  # from here (samples, generation metrics) a signal stops at once
         if signum:
             last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
             raise RunStopped(signum, step=trainer.global_step, max_steps=trainer.max_steps, checkpoint=last or None)

@@ -38,11 +38,10 @@ class StopOnNonFinite(L.Callback):
         loss = _loss(outputs)
         if loss is None:
             return
-        step = torch.tensor(trainer.global_step, device=loss.device)
         if self.first_bad is None:
             self.first_bad = torch.full((), -1, dtype=torch.long, device=loss.device)
-        bad = (self.first_bad < 0) & ~torch.isfinite(loss).all()
-        self.first_bad = torch.where(bad, step, self.first_bad)
+        bad = (self.first_bad < 0) & ~torch.isfinite(loss).all()  # on the device: no host sync
+        self.first_bad = torch.where(bad, self.first_bad.new_full((), trainer.global_step), self.first_bad)
         every = max(1, int(trainer.log_every_n_steps or 1))
         if trainer.global_step % every == 0 and trainer.global_step != self.checked_step:
             self.check(trainer, pl_module)

@@ -120,3 +120,29 @@ def test_a_multirun_job_stopped_by_a_signal_is_terminated_with_the_summary_writt
     assert status["error"].startswith("Stopped by SIGTERM at step 50 of 63: /run/checkpoints/last.ckpt saved")
     summary = Path(cfg.paths.output_dir).parent / SUMMARY_FILE
     assert summary.read_text().splitlines()[1].startswith("0,terminated,,model.n_layer=2")
+
+
+class HandlerProbe(L.Callback):
+    """The SIGUSR1 handler in place while training."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.sigusr1 = signal.getsignal(signal.SIGUSR1)
+
+
+def test_lightnings_slurm_requeue_keeps_sigusr1(tmp_path, monkeypatch):
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    for key, value in {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "train", "SLURM_JOB_ID": "7", "SLURM_PROCID": "0",
+                       "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "node1"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    probe = HandlerProbe()
+    torch.manual_seed(0)
+    module = GPTLitModule(model=MODEL, tokenizer=TOKENIZER)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=2, logger=False, enable_checkpointing=False,
+                        callbacks=[StopOnSignal(), probe], plugins=[SLURMEnvironment(auto_requeue=True)],
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+    with stop_on_signals():
+        assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL  # left for Lightning to register its requeue
+        trainer.fit(module, loader())
+    handlers = getattr(probe.sigusr1, "signal_handlers", [])
+    assert any(getattr(h, "__name__", "") == "_slurm_sigusr_handler_fn" for h in handlers), probe.sigusr1

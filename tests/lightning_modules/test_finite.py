@@ -82,3 +82,22 @@ def test_no_checkpoint_with_non_finite_weights_is_written(tmp_path):
     with pytest.raises(DivergedError, match=r"the weights are not finite \(model\.[\w.]+( and others)?\) at step 4"):
         trainer.save_checkpoint(tmp_path / "last.ckpt")
     assert (tmp_path / "last.ckpt").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "precision, cause",
+    [
+        ("16-mixed", "or float16 overflowing (trainer.precision=16-mixed: use bf16-mixed or 32-true)"),
+        ("bf16-mixed", "or bfloat16's coarse rounding (trainer.precision=bf16-mixed: try 32-true)"),
+        ("32-true", " (trainer.precision=32-true cannot overflow as float16 does)"),
+    ],
+)
+def test_the_message_names_the_precision_that_may_be_the_cause(precision, cause):
+    from types import SimpleNamespace
+
+    trainer = SimpleNamespace(precision=precision, checkpoint_callback=None, ckpt_path=None, max_steps=100)
+    module = SimpleNamespace(optim_cfg=SimpleNamespace(lr=6e-4))
+    message = StopOnNonFinite().message(trainer, module, "train/loss is not finite (nan or inf) at step 7")
+    start = "training diverged: train/loss is not finite (nan or inf) at step 7 of 100, likely a learning rate too "
+    assert message.startswith(start + "high (optim.lr=0.0006: lower it, or raise optim.warmup_steps)")
+    assert cause in message and message.endswith("no checkpoint was saved before it")

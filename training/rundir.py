@@ -28,10 +28,18 @@ RUN_MARKERS = ("config.yaml", "checkpoints")
 METRICS = Path("csv") / "metrics.csv"
 
 
+def slurm_requeued(run_dir: Path) -> bool:
+    """A SLURM job that Lightning requeued (SIGUSR1: `hpc_ckpt_<n>.ckpt` saved in the run directory, which
+    trainer.default_root_dir is): Lightning resumes from that checkpoint in the same directory. SLURM detected as
+    Lightning detects it (srun / sbatch, not an interactive `bash` job)."""
+    in_slurm = "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+    return in_slurm and any(Path(run_dir).glob("hpc_ckpt_*.ckpt"))
+
+
 def resumes_in(run_dir: Path, ckpt_path: str | None) -> bool:
-    """Whether ckpt_path is a checkpoint inside run_dir (the run continues there)."""
+    """Whether the run continues in run_dir: ckpt_path is a checkpoint inside it, or Lightning's SLURM requeue."""
     if not ckpt_path:
-        return False
+        return slurm_requeued(run_dir)
     return Path(str(ckpt_path)).expanduser().resolve().is_relative_to(Path(run_dir).resolve())
 
 

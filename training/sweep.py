@@ -135,6 +135,8 @@ def _free_memory() -> None:
 
 def run_job(cfg: DictConfig, train: Callable[[DictConfig], float | None]) -> float | None:
     """Run one job; in a multirun a failing job is recorded and reported to the sweeper instead of raised."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException  # Lightning's own stop: a SystemExit(None)
+
     from training.distributed import env_rank_is_zero, job_scope
     from training.signals import RunStopped, stop_on_signals
 
@@ -146,8 +148,9 @@ def run_job(cfg: DictConfig, train: Callable[[DictConfig], float | None]) -> flo
     with job_scope(), stop_on_signals():
         try:
             value = train(cfg)
-        except (RunStopped, KeyboardInterrupt) as exc:
-            stop = exc if isinstance(exc, RunStopped) else RunStopped(signal.SIGINT)
+        except (RunStopped, SIGTERMException, KeyboardInterrupt) as exc:
+            signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
+            stop = exc if isinstance(exc, RunStopped) else RunStopped(signum)
             report_stop(stop, out, multirun)
             raise stop from None
         except Exception as exc:

@@ -146,3 +146,16 @@ def test_lightnings_slurm_requeue_keeps_sigusr1(tmp_path, monkeypatch):
         trainer.fit(module, loader())
     handlers = getattr(probe.sigusr1, "signal_handlers", [])
     assert any(getattr(h, "__name__", "") == "_slurm_sigusr_handler_fn" for h in handlers), probe.sigusr1
+
+
+def test_lightnings_own_sigterm_exit_is_not_a_success(hydra_job):
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    cfg = hydra_job([], multirun=False)
+
+    def train(cfg):
+        raise SIGTERMException  # what Lightning raises (exit status 0) if its handler ever sees SIGTERM first
+
+    with pytest.raises(RunStopped) as stopped:
+        run_job(cfg, train)
+    assert stopped.value.code == 143

@@ -1,4 +1,6 @@
-"""Every private Lightning and Hydra name tformer-lab relies on, in one place, each with a test.
+"""Every private Lightning and Hydra name tformer-lab relies on, in one place, each with a test (one exception:
+training/hydra_errors.py wraps Hydra's private `run_and_report` before Hydra parses the command line, where
+importing this module, and so Lightning, would slow every start; tests/training/test_hydra_errors.py checks it).
 
 DDP inside a Hydra multirun is a real gap in both libraries: Lightning's `ddp` starts its extra ranks by
 re-running `sys.argv`, which under `python train.py -m ...` would re-run the whole sweep in every extra

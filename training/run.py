@@ -18,6 +18,7 @@ from training.checks import check_data_family, check_resumed_sizes, check_run
 from training.config import loggable
 from training.console import config_tree, outputs_summary, quiet_libraries
 from training.duration import check_cpu_duration
+from training.guards import guard_callbacks
 from training.loggers import WandbRunId, announce_wandb, build_loggers, finish_wandb, wandb_logger, watch
 from training.rundir import keep_earlier_metrics, save_config
 
@@ -61,6 +62,7 @@ def train(cfg: DictConfig) -> float | None:
     )
     loggers = build_loggers(cfg, wandb_run_id=resumed.wandb_run_id if resumed else None)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    callbacks += guard_callbacks()  # stop on a non-finite loss or a signal; checkpoints keep the run's overrides
     if wandb_logger(loggers) is not None:
         callbacks.append(WandbRunId(cfg.paths.output_dir))
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)

@@ -213,6 +213,12 @@ class Measure(L.Callback):
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / "measure.json").write_text(json.dumps(self.summary, indent=2))
 
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """A run stopped by a signal (training/signals.RunStopped, a SystemExit) keeps measure.json of its steps."""
+        if isinstance(exception, SystemExit) and hasattr(self, "train_start"):
+            self.summary["stopped"] = type(exception).__name__
+            self.on_train_end(trainer, pl_module)
+
     def _peak_mb(self) -> float | None:
         peak = peak_memory(self.device)
         return peak / MB if peak is not None else None

@@ -26,6 +26,10 @@ class StepProgressBar(TQDMProgressBar):
     def train_description(self) -> str:
         return "step"  # not Lightning's "Training" / "Epoch 0"
 
+    def on_train_start(self, trainer: L.Trainer, *args) -> None:
+        super().on_train_start(trainer, *args)
+        self.on_train_epoch_start(trainer)  # a run resumed mid-epoch gets no on_train_epoch_start: its total here
+
     def on_train_epoch_start(self, trainer: L.Trainer, *_) -> None:
         # Not TQDMProgressBar's: it resets the bar to the epoch's batches and names it "Epoch <n>".
         bar = self.train_progress_bar

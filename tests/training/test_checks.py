@@ -95,7 +95,9 @@ def test_flash_needs_cuda_and_half_precision(monkeypatch):
         ({"max_new_tokens": -5}, "max_new_tokens=-5 must be a positive integer"),
         ({"seed": "abc"}, "seed='abc' must be an integer"),
         ({"temperature": -1.0}, "temperature=-1.0 must be a number >= 0"),
-        ({"top_k": 2.5}, "top_k=2.5 must be an integer"),
+        ({"top_k": 2.5}, "top_k=2.5 must be a positive integer (or null: no top-k filter)"),
+        ({"top_k": -3}, "top_k=-3 must be a positive integer (or null: no top-k filter)"),
+        ({"top_k": 0}, "top_k=0 must be a positive integer"),
         ({"top_p": 1.5}, "top_p=1.5 must be in (0, 1]"),
     ],
 )
@@ -140,3 +142,18 @@ def test_a_resumed_run_must_have_steps_left(hydra_job, tmp_path):
         cfg = hydra_job([*TINY, f"ckpt_path={tmp_path / 'last.ckpt'}", f"trainer.max_steps={steps}"], multirun=False)
         with pytest.raises(ValueError, match=f"trainer.max_steps={steps} but ckpt_path=.* has already trained 6 steps"):
             check_run(cfg)
+
+
+def test_module_options_are_the_lightning_modules_arguments():
+    from lightning_modules.gpt import GPTLitModule
+    from lightning_modules.seq2seq import Seq2SeqLitModule
+    from training.checks import check_module_options
+
+    check_module_options({"compile_scope": "blocks"}, GPTLitModule)
+    check_module_options({"beam_size": 4, "label_smoothing": 0.0}, Seq2SeqLitModule)
+    with pytest.raises(ValueError) as err:
+        check_module_options({"foo": 1}, GPTLitModule)
+    assert str(err.value) == "module.foo is not an option of the gpt LightningModule (GPTLitModule); its options: " \
+                             "compile_mode, compile_scope"  # fmt: skip
+    with pytest.raises(ValueError, match="module.tokenizer is not an option"):
+        check_module_options({"tokenizer": {}}, GPTLitModule)  # train.py passes it itself

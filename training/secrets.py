@@ -37,7 +37,9 @@ def is_secret_key(key: Any) -> bool:
     words = [w.lower() for w in _WORDS.split(leaf) if w]
     if not words:
         return False
-    return any(w in SECRET_WORDS for w in words) or (len(words) > 1 and words[-1] == "key")
+    # a secret word names a secret, except in a rate (flops_per_token: FLOPs per token)
+    named = any(w in SECRET_WORDS and (i == 0 or words[i - 1] != "per") for i, w in enumerate(words))
+    return named or (len(words) > 1 and words[-1] == "key")
 
 
 def redact(obj: Any) -> Any:

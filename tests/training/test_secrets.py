@@ -32,6 +32,7 @@ def test_secret_keys(key):
 @pytest.mark.parametrize(
     "key",
     ["tokenizer", "data.tokenizer", "tiktoken_dir", "data.tiktoken_dir", "max_new_tokens", "max_tokens",
+     "budget.chosen.flops_per_token",
      "val_max_tokens", "key", "monkey", "keys", "exclude_keys", "name", "author", "secretary_name"],
 )  # fmt: skip
 def test_settings_that_are_not_secrets(key):

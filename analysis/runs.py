@@ -181,7 +181,6 @@ def read_run(path: Path) -> Run:
 def _params_from_config(cfg: dict) -> int | None:
     """Parameter count from a GPT's sizes, for runs that did not get to write measure.json."""
     from analysis.estimate import KNOWN_VOCAB
-    from models import sizing
     from models.gpt import GPTConfig
 
     if family(cfg) != "gpt":
@@ -201,7 +200,7 @@ def _params_from_config(cfg: dict) -> int | None:
         )
     except (KeyError, TypeError, ValueError):
         return None
-    return sizing.num_params(model)
+    return model.num_params()
 
 
 def _labels(runs: list[Run]) -> None:

@@ -1,4 +1,4 @@
-"""The memory estimate (models/sizing.py) against what training really holds.
+"""The memory estimate (models/memory.py) against what training really holds.
 
     python bench/memory_check.py                                  # CPU, float32, CPU-sized configs
     python bench/memory_check.py --device cuda --precision bf16-mixed --sizes gpu
@@ -78,8 +78,8 @@ def worker(spec: dict) -> dict:
 
     from lightning_modules.gpt import GPTLitModule
     from lightning_modules.hardware import current_memory, peak_memory, reset_peak_memory
-    from models import sizing
     from models.gpt import GPTConfig
+    from models.memory import memory_estimate
 
     device, precision = spec["device"], spec["precision"]
     torch_device = torch.device(device)
@@ -144,10 +144,10 @@ def worker(spec: dict) -> dict:
     model = module.model.to(torch_device)
     x = torch.randint(0, v, (b, t), device=torch_device)
     saved = saved_activation_bytes(model, x, x, device=device, precision=precision)
-    est = sizing.memory_estimate(cfg, b, t, precision=precision, device=device)
+    est = memory_estimate(cfg, b, t, precision=precision, device=device)
     return {
         **spec,
-        "params": sizing.num_params(cfg),
+        "params": cfg.num_params(),
         "estimate": est.to_dict(),
         "held": holdings.held,
         "saved_activations": saved,

@@ -121,13 +121,12 @@ def _fused(optimizer: type, device_type: str) -> dict:
 
 def make_adamw(model: nn.Module, cfg: OptimConfig, *, device_type: str) -> torch.optim.AdamW:
     """AdamW over decay / no-decay groups, fused on CUDA."""
-    fused = device_type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters
     return torch.optim.AdamW(
         param_groups(model, cfg.weight_decay),
         lr=cfg.lr,
         betas=(cfg.beta1, cfg.beta2),
         eps=cfg.eps,
-        **({"fused": True} if fused else {}),
+        **_fused(torch.optim.AdamW, device_type),
     )
 
 

@@ -79,7 +79,7 @@ def build_mask(
     which is what a KV cache needs. key_padding_mask is (B, S) with True at padding.
     """
     mask = None
-    if causal and not (t == 1):
+    if causal:
         mask = torch.ones(t, s, dtype=torch.bool, device=device).tril(diagonal=s - t)[None, None]
     if key_padding_mask is not None:
         keep = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, S)
@@ -118,6 +118,15 @@ class Attention(nn.Module):
         self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.resid_dropout = nn.Dropout(dropout)
 
+    @property
+    def qkv_widths(self) -> tuple[int, int, int]:
+        """Output widths of the query, key and value projections (models/sizing.py splits c_attn by them)."""
+        return (self.n_head * self.head_dim,) * 3
+
+    @property
+    def qkv_heads(self) -> tuple[int, int, int]:
+        return (self.n_head,) * 3
+
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         b, t, c = x.shape
         return x.view(b, t, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
@@ -152,13 +161,16 @@ class Attention(nn.Module):
                 k, v = cache.append(k, v)
         s = k.size(2)
         dropout_p = self.dropout if self.training else 0.0
-        mask = build_mask(t, s, causal=self.causal, key_padding_mask=key_padding_mask, device=x.device)
+        # One query (cached decoding) may see every key: causality masks something only for T > 1. The square
+        # causal case without padding is SDPA's is_causal (flash kernels apply, no mask is built).
+        causal = self.causal and t > 1
+        is_causal = causal and t == s and key_padding_mask is None and self.backend != "math"
+        mask = None if is_causal else build_mask(t, s, causal=causal, key_padding_mask=key_padding_mask,
+                                                 device=x.device)  # fmt: skip
         if self.backend == "math":
             y = math_attention(q, k, v, mask, dropout_p)
         else:
-            # Plain causal attention without padding goes through is_causal so flash kernels apply.
-            is_causal = self.causal and t == s and key_padding_mask is None and t > 1
-            kwargs = dict(attn_mask=None if is_causal else mask, dropout_p=dropout_p, is_causal=is_causal)
+            kwargs = dict(attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
             if self.backend == "flash":
                 y = _flash_sdpa(q, k, v, **kwargs)
             else:

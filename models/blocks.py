@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import ClassVar
 
@@ -11,6 +10,7 @@ import torch
 from torch import nn
 
 from errors import ConfigError
+from models import sizing
 from models.attention import BACKENDS, Attention, Backend, KVCache
 
 NORMS = ("pre", "post")  # pre-LN x + f(ln(x)) (GPT-2) | post-LN ln(x + f(x)) (the 2017 paper)
@@ -62,11 +62,13 @@ def sinusoidal_positions(max_len: int, n_embd: int) -> torch.Tensor:
 
 class ModelConfig:
     """What every model config dataclass shares: sizes checked on construction (each error naming its
-    `model.<field>` override), head_dim, parameter and FLOP counts from models/sizing.py, a plain dict."""
+    `model.<field>` override), head_dim, its module (`build`), parameter and FLOP counts, a plain dict.
+
+    The configs are frozen dataclasses: a field known later (the vocabulary, once the data is set up) makes a new
+    config with `dataclasses.replace`, which validates it again.
+    """
 
     integer_fields: ClassVar[tuple[str, ...]]  # sizes that must be positive integers
-    count_params: ClassVar[Callable[..., int]]  # the models/sizing.py functions for this family
-    count_flops: ClassVar[Callable[..., int]]
 
     def __post_init__(self) -> None:
         check_config(self, self.integer_fields)
@@ -75,13 +77,22 @@ class ModelConfig:
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
 
+    @property
+    def max_seq_len(self) -> int:
+        """The longest sequence the model takes (the FLOP count's default length)."""
+        raise NotImplementedError
+
+    def build(self) -> nn.Module:
+        """The torch module of this config (on the current default device)."""
+        raise NotImplementedError
+
     def num_params(self, *, non_embedding: bool = False) -> int:
-        """Exact parameter count from the sizes (tied weights counted once)."""
-        return type(self).count_params(self, non_embedding=non_embedding)
+        """Parameters of the module (tied weights once); non_embedding leaves out the embedding tables."""
+        return sizing.num_params(self, non_embedding=non_embedding)
 
     def flops_per_token(self, seq_len: int | None = None) -> int:
-        """Training FLOPs per token, forward + backward."""
-        return type(self).count_flops(self, seq_len)
+        """Training FLOPs per token, forward + backward, at seq_len (default: max_seq_len)."""
+        return sizing.flops_per_token(self, seq_len or self.max_seq_len)
 
     def to_dict(self) -> dict:
         return asdict(self)

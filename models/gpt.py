@@ -20,14 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from errors import ConfigError
-from models import sizing
 from models.attention import KVCache
 from models.blocks import Block, ModelConfig, sinusoidal_positions
-from models.pretrained import apply_pretrained_config
+from models.pretrained import pretrained_fields
 from models.sampling import sample_next
 
 
-@dataclass
+@dataclass(frozen=True)
 class GPTConfig(ModelConfig):
     """Every size of the GPT. Validated on construction so bad sizes fail before any work is done."""
 
@@ -60,12 +59,10 @@ class GPTConfig(ModelConfig):
         """Rows of the embedding and the head: vocab_size rounded up to a multiple of vocab_multiple."""
         return -(-self.vocab_size // self.vocab_multiple) * self.vocab_multiple
 
-    count_params = sizing.num_params  # 12·L·C² + biases and norms + (V + T)·C, the head tied
-    count_flops = sizing.flops_per_token  # 6N + 12·L·T·C (PaLM appendix B)
-
     def __post_init__(self) -> None:
-        if self.init_from is not None:
-            apply_pretrained_config(self)  # GPT-2's architecture (and, for a named model, its sizes)
+        if self.init_from is not None:  # GPT-2's architecture (and, for a named model, its sizes)
+            for key, value in pretrained_fields(self).items():
+                object.__setattr__(self, key, value)  # how a frozen dataclass sets its own fields
         super().__post_init__()
         if self.d_ff is not None and (not isinstance(self.d_ff, int) or isinstance(self.d_ff, bool) or self.d_ff <= 0):
             raise ConfigError(f"model.d_ff must be a positive integer or null (4 * n_embd), got {self.d_ff!r}")
@@ -74,6 +71,13 @@ class GPTConfig(ModelConfig):
     def hidden(self) -> int:
         """Width of the MLP's hidden layer."""
         return self.d_ff or 4 * self.n_embd
+
+    @property
+    def max_seq_len(self) -> int:
+        return self.block_size
+
+    def build(self) -> GPT:
+        return GPT(self)
 
 
 class GPT(nn.Module):
@@ -124,13 +128,6 @@ class GPT(nn.Module):
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
-
-    def num_params(self, *, non_embedding: bool = False) -> int:
-        """Parameters of the module, tied weights counted once."""
-        n = sum(p.numel() for p in self.parameters())
-        if non_embedding:
-            n -= sum(m.weight.numel() for k, m in self.transformer.items() if k in ("wte", "wpe"))
-        return n
 
     def new_cache(self, batch: int, max_len: int | None = None) -> list[KVCache]:
         """One empty KV cache per layer, on the model's device and dtype."""

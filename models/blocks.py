@@ -126,6 +126,7 @@ class Block(nn.Module):
         n_head: int,
         *,
         hidden: int | None = None,
+        n_kv_head: int | None = None,
         dropout: float = 0.0,
         bias: bool = True,
         causal: bool = True,
@@ -138,7 +139,7 @@ class Block(nn.Module):
         self.pre = norm == "pre"
         kw = dict(dropout=dropout, bias=bias, backend=backend)
         self.ln_1 = nn.LayerNorm(n_embd, bias=bias)
-        self.attn = Attention(n_embd, n_head, causal=causal, **kw)
+        self.attn = Attention(n_embd, n_head, n_kv_head=n_kv_head, causal=causal, **kw)
         self.cross = cross
         if cross:
             self.ln_cross = nn.LayerNorm(n_embd, bias=bias)

@@ -52,6 +52,9 @@ class GPTConfig(ModelConfig):
     # does): matmul shapes the GPU's tensor cores tile well. The extra ids are never targets or samples.
     vocab_multiple: int = 1
 
+    # The modern GPT's options (the GPT-2 speedrun's, LLaMA's); each default is GPT-2's.
+    n_kv_head: int | None = None  # key/value heads: None = n_head (multi-head), 1 (multi-query), a divisor (grouped)
+
     integer_fields = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "vocab_multiple")
 
     @property
@@ -66,11 +69,23 @@ class GPTConfig(ModelConfig):
         super().__post_init__()
         if self.d_ff is not None and (not isinstance(self.d_ff, int) or isinstance(self.d_ff, bool) or self.d_ff <= 0):
             raise ConfigError(f"model.d_ff must be a positive integer or null (4 * n_embd), got {self.d_ff!r}")
+        g = self.n_kv_head
+        if g is not None and (not isinstance(g, int) or isinstance(g, bool) or g <= 0 or self.n_head % g != 0):
+            divisors = [d for d in range(1, self.n_head + 1) if self.n_head % d == 0]
+            raise ConfigError(
+                f"model.n_kv_head={g!r} must divide model.n_head={self.n_head}: one of {divisors} "
+                f"(or null: n_head, plain multi-head attention)"
+            )
 
     @property
     def hidden(self) -> int:
         """Width of the MLP's hidden layer."""
         return self.d_ff or 4 * self.n_embd
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads of each attention layer (what the KV cache holds)."""
+        return self.n_kv_head or self.n_head
 
     @property
     def max_seq_len(self) -> int:
@@ -95,6 +110,7 @@ class GPT(nn.Module):
                         config.n_embd,
                         config.n_head,
                         hidden=config.hidden,
+                        n_kv_head=config.kv_heads,
                         dropout=config.dropout,
                         bias=config.bias,
                         causal=True,
@@ -134,7 +150,7 @@ class GPT(nn.Module):
         p = self.lm_head.weight
         c = self.config
         return [
-            KVCache(batch, c.n_head, max_len or c.block_size, c.head_dim, device=p.device, dtype=p.dtype)
+            KVCache(batch, c.kv_heads, max_len or c.block_size, c.head_dim, device=p.device, dtype=p.dtype)
             for _ in range(c.n_layer)
         ]
 

@@ -40,6 +40,7 @@ GPT2_ARCHITECTURE = dict(
     positions="learned",
     activation="gelu_tanh",
     d_ff=None,
+    n_kv_head=None,
     bias=True,
     tie_embeddings=True,
     head_bias=False,

@@ -1,0 +1,111 @@
+"""The modern GPT's options (grouped-query attention, ...): what each computes, that generation with the KV cache
+equals generation without it for every one, and that models/sizing.py counts each as the module is built."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from models import sizing
+from models.gpt import GPT, GPTConfig
+
+BASE = dict(vocab_size=29, block_size=24, n_layer=2, n_head=4, n_embd=32, dropout=0.0)
+VARIANTS = {
+    "gqa": dict(n_kv_head=2),
+    "mqa": dict(n_kv_head=1),
+}
+
+
+def tiny(**kw) -> GPTConfig:
+    return GPTConfig(**{**BASE, **kw})
+
+
+def expand_kv(state: dict, cfg: GPTConfig) -> dict:
+    """A grouped-query model's weights as plain multi-head attention's: each key/value head repeated for the
+    n_head / n_kv_head query heads it serves (SDPA's enable_gqa grouping)."""
+    c, d, g = cfg.n_embd, cfg.head_dim, cfg.kv_heads
+    out = dict(state)
+    for name, w in state.items():
+        if name.endswith("attn.c_attn.weight") or name.endswith("attn.c_attn.bias"):
+            q, k, v = w.split([c, g * d, g * d])
+            k, v = (z.unflatten(0, (g, d)).repeat_interleave(cfg.n_head // g, 0).flatten(0, 1) for z in (k, v))
+            out[name] = torch.cat([q, k, v])
+    return out
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "math"])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_grouped_query_attention_is_multi_head_attention_with_shared_keys_and_values(attention, groups):
+    torch.manual_seed(0)
+    gqa = GPT(tiny(n_kv_head=groups, attention=attention, bias=True)).eval()
+    assert gqa.transformer.h[0].attn.c_attn.weight.shape == (32 + 2 * groups * 8, 32)
+    mha = GPT(tiny(attention=attention, bias=True)).eval()
+    mha.load_state_dict(expand_kv(gqa.state_dict(), gqa.config))
+    idx = torch.randint(0, 29, (3, 24), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(gqa(idx)[0], mha(idx)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_n_kv_head_equal_to_n_head_is_plain_multi_head_attention_weight_for_weight():
+    torch.manual_seed(0)
+    plain = GPT(tiny()).eval()
+    same = GPT(tiny(n_kv_head=4)).eval()
+    assert {k: v.shape for k, v in same.state_dict().items()} == {k: v.shape for k, v in plain.state_dict().items()}
+    same.load_state_dict(plain.state_dict())
+    idx = torch.randint(0, 29, (2, 24))
+    assert torch.equal(same(idx)[0], plain(idx)[0])
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("attention", ["sdpa", "math"])
+def test_cached_generation_equals_uncached_for_every_variant(name, attention):
+    torch.manual_seed(0)
+    model = GPT(tiny(attention=attention, **VARIANTS[name])).eval()
+    prompt = torch.randint(0, 29, (2, 5), generator=torch.Generator().manual_seed(2))
+    kw = dict(temperature=1.0, top_k=None)
+    # 40 new tokens with a 24-token block: the window slides and the cache is refilled on the way
+    a = model.generate(prompt, 40, use_cache=True, generator=torch.Generator().manual_seed(3), **kw)
+    b = model.generate(prompt, 40, use_cache=False, generator=torch.Generator().manual_seed(3), **kw)
+    assert torch.equal(a, b)
+    cache = model.new_cache(2)
+    assert cache[0].k.shape == (2, model.config.kv_heads, 24, 8)  # the cache holds the key/value heads only
+    full, _ = model(prompt)
+    parts = [
+        model(prompt[:, :3], cache=cache)[0],
+        model(prompt[:, 3:4], cache=cache)[0],
+        model(prompt[:, 4:], cache=cache)[0],
+    ]
+    torch.testing.assert_close(torch.cat(parts, 1), full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("bias", [True, False])
+def test_sizing_counts_every_variant_as_built(name, bias):
+    cfg = tiny(bias=bias, **VARIANTS[name])
+    model = GPT(cfg)
+    n = sum(p.numel() for p in model.parameters())
+    assert cfg.num_params() == n and sizing.num_param_tensors(cfg) == len(list(model.parameters()))
+    assert sum(sizing.param_counts(cfg).values()) == sum(r.total for r in sizing.matrix_breakdown(cfg)) == n
+    counts = sizing.param_counts(cfg)
+    kv = cfg.kv_heads * cfg.head_dim
+    assert counts["attn_key"] == counts["attn_value"] == cfg.n_layer * (32 * kv + bias * kv)
+    lookups = 24 * 32 if cfg.positions == "learned" else 0
+    assert cfg.flops_per_token(16) == 6 * (n - lookups) + 12 * cfg.n_layer * 16 * 32  # queries are C wide: no change
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(n_kv_head=3), r"model.n_kv_head=3 must divide model.n_head=4: one of \[1, 2, 4\]"),
+        (dict(n_kv_head=0), "model.n_kv_head=0 must divide"),
+    ],
+)
+def test_bad_options_name_the_field(kw, message):
+    with pytest.raises(ValueError, match=message):
+        tiny(**kw)
+
+
+def test_replace_validates_again():
+    with pytest.raises(ValueError, match="model.n_kv_head=3"):
+        dataclasses.replace(tiny(), n_kv_head=3)

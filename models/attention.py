@@ -2,7 +2,8 @@
 
 Grouped-query attention: n_kv_head (G) key/value heads, each shared by n_head / n_kv_head query heads (G = 1:
 multi-query; G = H, the default: plain multi-head attention), through SDPA's enable_gqa, so the fused kernels run
-and the KV cache holds G heads.
+and the KV cache holds G heads. Rotary positions (RoFormer) rotate q and k by their absolute positions, so that
+q·k depends on the positions' difference only; cached keys are stored rotated.
 
 Shapes: B batch, T query length, S key length, C = n_embd, H = n_head, G = n_kv_head, D = C // H.
 """
@@ -47,6 +48,20 @@ class KVCache:
         """Select batch rows (beam search): index is (B',) into the current batch."""
         self.k = self.k.index_select(0, index)
         self.v = self.v.index_select(0, index)
+
+
+def rotary_tables(max_len: int, head_dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotary angles pos * base^(-2i/D), each (max_len, D/2)."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (D/2,)
+    angles = torch.arange(max_len, dtype=torch.float32)[:, None] * inv_freq[None, :]  # (max_len, D/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the channel pairs (i, i + D/2) of x (B, H, T, D) by their position's angles: cos, sin (T, D/2)."""
+    x1, x2 = x.chunk(2, dim=-1)  # 2 x (B, H, T, D/2)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
 
 def math_attention(
@@ -156,10 +171,12 @@ class Attention(nn.Module):
         memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
         key_padding_mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """x (B, T, C) -> (B, T, C).
 
-        Self-attention: keys come from x (and from `cache`, which is extended in place).
+        Self-attention: keys come from x (and from `cache`, which is extended in place); `rope` is the cos and
+        sin (T, D/2) of x's positions (after the cached ones), applied to q and k.
         Cross-attention: keys come from `memory` (B, S, C) or precomputed `memory_kv`.
         key_padding_mask (B, S) is True at padded key positions.
         """
@@ -169,6 +186,8 @@ class Attention(nn.Module):
             k, v = memory_kv if memory_kv is not None else self.project_memory(memory)  # (B, G, S, D)
         else:
             q, k, v = (self._heads(z) for z in self.c_attn(x).split(self.qkv_widths, dim=2))
+            if rope is not None:
+                q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
             if cache is not None:
                 k, v = cache.append(k, v)  # (B, G, S, D): every key so far
         s = k.size(2)

@@ -14,17 +14,18 @@ from models import sizing
 from models.attention import BACKENDS, Attention, Backend, KVCache
 
 NORMS = ("pre", "post")  # pre-LN x + f(ln(x)) (GPT-2) | post-LN ln(x + f(x)) (the 2017 paper)
-POSITIONS = ("learned", "sinusoidal")
+POSITIONS = ("learned", "sinusoidal")  # added to the token embeddings (both families)
 # gelu: exact (nanoGPT); gelu_tanh: the tanh approximation OpenAI's GPT-2 was trained with (HF "gelu_new");
 # relu: the 2017 paper and the PyTorch tutorials.
 ACTIVATIONS = {"gelu": lambda: nn.GELU(), "gelu_tanh": lambda: nn.GELU(approximate="tanh"), "relu": lambda: nn.ReLU()}
 
 
 def check_choices(c) -> None:
-    """The option fields both model configs share, each against its known values."""
-    for field, known in (("norm", NORMS), ("positions", POSITIONS), ("activation", tuple(ACTIVATIONS))):
-        if getattr(c, field) not in known:
-            raise ConfigError(f"model.{field}={getattr(c, field)!r} is unknown; choose one of {known}")
+    """The option fields of a model config, each against the values its family has (`choices`)."""
+    for field, known in c.choices.items():
+        value = getattr(c, field)
+        if value not in known:
+            raise ConfigError(f"model.{field}={value!r} is unknown to the {c.family}; choose one of {known}")
     for field in ("bias", "tie_embeddings", "head_bias", "embedding_scale"):
         if not isinstance(getattr(c, field), bool):
             raise ConfigError(f"model.{field} must be true or false, got {getattr(c, field)!r}")
@@ -69,6 +70,8 @@ class ModelConfig:
     """
 
     integer_fields: ClassVar[tuple[str, ...]]  # sizes that must be positive integers
+    choices: ClassVar[dict[str, tuple[str, ...]]]  # option fields and the values this family has
+    family: ClassVar[str]  # for messages: "GPT", "seq2seq model"
 
     def __post_init__(self) -> None:
         check_config(self, self.integer_fields)
@@ -158,10 +161,14 @@ class Block(nn.Module):
         cache: KVCache | None = None,
         memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
         memory_pad_mask: torch.Tensor | None = None,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """x (B, T, C) -> (B, T, C). key_padding_mask (B, T) masks x's own padding (encoder); with `cross`,
-        memory_kv are the encoder output's keys/values and memory_pad_mask (B, S) its padding."""
-        x = self._sublayer(x, self.ln_1, lambda h: self.attn(h, key_padding_mask=key_padding_mask, cache=cache))
+        memory_kv are the encoder output's keys/values and memory_pad_mask (B, S) its padding; rope: the rotary
+        cos and sin of x's positions (self-attention)."""
+        x = self._sublayer(
+            x, self.ln_1, lambda h: self.attn(h, key_padding_mask=key_padding_mask, cache=cache, rope=rope)
+        )
         if self.cross:
             x = self._sublayer(
                 x, self.ln_cross, lambda h: self.cross_attn(h, memory_kv=memory_kv, key_padding_mask=memory_pad_mask)

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from errors import ConfigError
-from models.attention import KVCache
-from models.blocks import Block, ModelConfig, sinusoidal_positions
+from models.attention import KVCache, rotary_tables
+from models.blocks import ACTIVATIONS, NORMS, POSITIONS, Block, ModelConfig, sinusoidal_positions
 from models.pretrained import pretrained_fields
 from models.sampling import sample_next
 
@@ -40,7 +40,7 @@ class GPTConfig(ModelConfig):
     attention: str = "sdpa"  # sdpa | flash | math
     name: str = "gpt"  # a label for logs and reports
     norm: str = "pre"  # pre (GPT-2; a final LayerNorm) | post (the 2017 paper; no final LayerNorm)
-    positions: str = "learned"  # learned (GPT-2) | sinusoidal (fixed, the 2017 paper)
+    positions: str = "learned"  # learned (GPT-2) | sinusoidal (fixed, the 2017 paper) | rope (rotary q, k) | none
     activation: str = "gelu"  # gelu | gelu_tanh (OpenAI's GPT-2) | relu
     d_ff: int | None = None  # hidden size of the MLP; None: 4 * n_embd
     tie_embeddings: bool = True  # output head = token embedding (GPT-2)
@@ -54,8 +54,11 @@ class GPTConfig(ModelConfig):
 
     # The modern GPT's options (the GPT-2 speedrun's, LLaMA's); each default is GPT-2's.
     n_kv_head: int | None = None  # key/value heads: None = n_head (multi-head), 1 (multi-query), a divisor (grouped)
+    rope_base: float = 10000.0  # positions=rope: the rotary frequencies' base (RoFormer, LLaMA: 10000)
 
     integer_fields = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "vocab_multiple")
+    choices = {"norm": NORMS, "positions": (*POSITIONS, "rope", "none"), "activation": tuple(ACTIVATIONS)}
+    family = "GPT"
 
     @property
     def padded_vocab_size(self) -> int:
@@ -76,6 +79,15 @@ class GPTConfig(ModelConfig):
                 f"model.n_kv_head={g!r} must divide model.n_head={self.n_head}: one of {divisors} "
                 f"(or null: n_head, plain multi-head attention)"
             )
+        if self.positions == "rope":
+            if self.head_dim % 2:
+                raise ConfigError(
+                    f"model.positions=rope rotates channel pairs: the head size model.n_embd / model.n_head = "
+                    f"{self.head_dim} must be even"
+                )
+            base = self.rope_base
+            if isinstance(base, bool) or not isinstance(base, (int, float)) or base <= 1:
+                raise ConfigError(f"model.rope_base must be a number > 1 (RoFormer, LLaMA: 10000), got {base!r}")
 
     @property
     def hidden(self) -> int:
@@ -124,8 +136,12 @@ class GPT(nn.Module):
                 ln_f=nn.LayerNorm(config.n_embd, bias=config.bias) if config.norm == "pre" else nn.Identity(),
             )
         )
-        if not learned:
+        if config.positions == "sinusoidal":
             self.register_buffer("pe", sinusoidal_positions(config.block_size, config.n_embd), persistent=False)
+        if config.positions == "rope":  # not saved: recomputed from the config
+            cos, sin = rotary_tables(config.block_size, config.head_dim, config.rope_base)
+            self.register_buffer("rope_cos", cos, persistent=False)  # (block_size, D/2)
+            self.register_buffer("rope_sin", sin, persistent=False)
         tied = config.tie_embeddings
         self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=config.head_bias)
         if tied:
@@ -179,10 +195,16 @@ class GPT(nn.Module):
         tok = self.transformer.wte(idx)  # (B, T, C)
         if self.config.embedding_scale:
             tok = tok * math.sqrt(self.config.n_embd)
-        pe = self.transformer.wpe(pos) if self.config.positions == "learned" else self.pe[pos]  # (T, C)
-        x = self.transformer.drop(tok + pe)  # (B, T, C)
+        positions, rope = self.config.positions, None
+        if positions == "learned":
+            tok = tok + self.transformer.wpe(pos)  # (B, T, C) + (T, C)
+        elif positions == "sinusoidal":
+            tok = tok + self.pe[pos]
+        elif positions == "rope":
+            rope = self.rope_cos[pos], self.rope_sin[pos]  # (T, D/2) each: q and k are rotated in every layer
+        x = self.transformer.drop(tok)  # (B, T, C)
         for i, block in enumerate(self.transformer.h):
-            x = block(x, cache=cache[i] if cache else None)
+            x = block(x, cache=cache[i] if cache else None, rope=rope)
         x = self.transformer.ln_f(x)
         if targets is not None:
             logits = self.lm_head(x)  # (B, T, V)

@@ -22,7 +22,7 @@ from torch import nn
 
 from errors import ConfigError
 from models.attention import KVCache
-from models.blocks import Block, ModelConfig, sinusoidal_positions
+from models.blocks import NORMS, POSITIONS, Block, ModelConfig, sinusoidal_positions
 
 IMPLS = ("native", "torch")
 
@@ -53,6 +53,8 @@ class Seq2SeqConfig(ModelConfig):
     impl: str = "native"  # native (this file: KV cache, every attention backend) | torch (torch.nn.Transformer)
 
     integer_fields = ("vocab_size", "max_len", "n_enc_layer", "n_dec_layer", "n_head", "n_embd", "d_ff")
+    choices = {"norm": NORMS, "positions": POSITIONS, "activation": ("gelu", "gelu_tanh", "relu")}
+    family = "seq2seq model"
 
     def __post_init__(self) -> None:
         super().__post_init__()

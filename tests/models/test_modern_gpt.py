@@ -9,12 +9,16 @@ import pytest
 import torch
 
 from models import sizing
+from models.attention import apply_rotary, rotary_tables
 from models.gpt import GPT, GPTConfig
 
 BASE = dict(vocab_size=29, block_size=24, n_layer=2, n_head=4, n_embd=32, dropout=0.0)
 VARIANTS = {
     "gqa": dict(n_kv_head=2),
     "mqa": dict(n_kv_head=1),
+    "rope": dict(positions="rope"),
+    "rope-base-500": dict(positions="rope", rope_base=500.0),
+    "no-positions": dict(positions="none"),
 }
 
 
@@ -55,6 +59,32 @@ def test_n_kv_head_equal_to_n_head_is_plain_multi_head_attention_weight_for_weig
     same.load_state_dict(plain.state_dict())
     idx = torch.randint(0, 29, (2, 24))
     assert torch.equal(same(idx)[0], plain(idx)[0])
+
+
+def test_rotary_scores_depend_on_the_relative_offset_only():
+    cos, sin = rotary_tables(128, 8)
+    q, k = torch.randn(2, 1, 1, 8, generator=torch.Generator().manual_seed(0))
+
+    def score(m: int, n: int) -> torch.Tensor:  # q at position m against k at position n
+        return (apply_rotary(q, cos[m : m + 1], sin[m : m + 1]) * apply_rotary(k, cos[n : n + 1], sin[n : n + 1])).sum()
+
+    for offset in (0, 3, 17):
+        torch.testing.assert_close(score(20, 20 - offset), score(40 + offset, 40))  # the same offset, elsewhere
+        torch.testing.assert_close(score(5 + offset, 5), score(50 + offset, 50))
+    assert not torch.allclose(score(20, 17), score(20, 10))  # another offset, another score
+    x = torch.randn(1, 2, 128, 8)
+    torch.testing.assert_close(apply_rotary(x, cos, sin).norm(dim=-1), x.norm(dim=-1))  # a rotation
+    torch.testing.assert_close(apply_rotary(x, cos[:1], sin[:1])[:, :, :1], x[:, :, :1])  # position 0: none
+
+
+def test_rope_and_no_positions_have_no_position_table():
+    rope, none = GPT(tiny(positions="rope")), GPT(tiny(positions="none"))
+    for m in (rope, none):
+        assert "wpe" not in m.transformer and not hasattr(m, "pe")
+        assert set(m.state_dict()) == set(GPT(tiny()).state_dict()) - {"transformer.wpe.weight"}  # cos, sin unsaved
+    assert rope.rope_cos.shape == (24, 4)  # (block_size, head_dim / 2)
+    torch.testing.assert_close(rope.rope_cos, rotary_tables(24, 8)[0])
+    torch.testing.assert_close(GPT(tiny(positions="rope", rope_base=500.0)).rope_sin, rotary_tables(24, 8, 500.0)[1])
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -99,6 +129,9 @@ def test_sizing_counts_every_variant_as_built(name, bias):
     [
         (dict(n_kv_head=3), r"model.n_kv_head=3 must divide model.n_head=4: one of \[1, 2, 4\]"),
         (dict(n_kv_head=0), "model.n_kv_head=0 must divide"),
+        (dict(positions="rope", n_head=32), "the head size model.n_embd / model.n_head = 1 must be even"),
+        (dict(positions="rope", rope_base=0), "model.rope_base must be a number > 1"),
+        (dict(positions="alibi"), r"model.positions='alibi' is unknown to the GPT; choose one of \('learned', "),
     ],
 )
 def test_bad_options_name_the_field(kw, message):

@@ -3,7 +3,8 @@
 Grouped-query attention: n_kv_head (G) key/value heads, each shared by n_head / n_kv_head query heads (G = 1:
 multi-query; G = H, the default: plain multi-head attention), through SDPA's enable_gqa, so the fused kernels run
 and the KV cache holds G heads. Rotary positions (RoFormer) rotate q and k by their absolute positions, so that
-q·k depends on the positions' difference only; cached keys are stored rotated.
+q·k depends on the positions' difference only; cached keys are stored rotated. QK-norm normalises each head's
+queries and keys (over D, before the rotation).
 
 Shapes: B batch, T query length, S key length, C = n_embd, H = n_head, G = n_kv_head, D = C // H.
 """
@@ -11,6 +12,7 @@ Shapes: B batch, T query length, S key length, C = n_embd, H = n_head, G = n_kv_
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -111,7 +113,7 @@ def build_mask(
 
 class Attention(nn.Module):
     """Multi-head attention with n_kv_head (default n_head) key/value heads; `cross=True` takes keys/values from a
-    separate memory sequence."""
+    separate memory sequence; qk_norm(D) builds the norm of each head's queries and keys (self-attention)."""
 
     def __init__(
         self,
@@ -124,6 +126,7 @@ class Attention(nn.Module):
         causal: bool = False,
         cross: bool = False,
         backend: Backend = "sdpa",
+        qk_norm: Callable[[int], nn.Module] | None = None,
     ):
         super().__init__()
         n_kv_head = n_kv_head or n_head
@@ -133,6 +136,8 @@ class Attention(nn.Module):
             raise ValueError(f"attention backend {backend!r} is unknown; choose one of {BACKENDS}")
         if causal and cross:
             raise ValueError("cross-attention is never causal")
+        if cross and qk_norm is not None:
+            raise ValueError("qk_norm is an option of self-attention")
         self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, n_embd // n_head
         self.causal, self.cross, self.backend, self.dropout = causal, cross, backend, dropout
         kv = n_kv_head * self.head_dim  # G·D
@@ -141,6 +146,8 @@ class Attention(nn.Module):
             self.c_kv = nn.Linear(n_embd, 2 * kv, bias=bias)
         else:
             self.c_attn = nn.Linear(n_embd, n_embd + 2 * kv, bias=bias)  # fused q (C), k and v (G·D each)
+        if qk_norm is not None:  # QK-norm: each head's queries and keys normalised over D
+            self.q_norm, self.k_norm = qk_norm(self.head_dim), qk_norm(self.head_dim)
         self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.resid_dropout = nn.Dropout(dropout)
 
@@ -186,6 +193,8 @@ class Attention(nn.Module):
             k, v = memory_kv if memory_kv is not None else self.project_memory(memory)  # (B, G, S, D)
         else:
             q, k, v = (self._heads(z) for z in self.c_attn(x).split(self.qkv_widths, dim=2))
+            if hasattr(self, "q_norm"):
+                q, k = self.q_norm(q), self.k_norm(k)
             if rope is not None:
                 q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
             if cache is not None:

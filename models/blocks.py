@@ -18,15 +18,24 @@ POSITIONS = ("learned", "sinusoidal")  # added to the token embeddings (both fam
 # gelu: exact (nanoGPT); gelu_tanh: the tanh approximation OpenAI's GPT-2 was trained with (HF "gelu_new");
 # relu: the 2017 paper and the PyTorch tutorials.
 ACTIVATIONS = {"gelu": lambda: nn.GELU(), "gelu_tanh": lambda: nn.GELU(approximate="tanh"), "relu": lambda: nn.ReLU()}
+# layernorm: GPT-2, the 2017 paper; rmsnorm: no centring, no bias (LLaMA, the GPT-2 speedrun), torch's own.
+NORMALIZATIONS = ("layernorm", "rmsnorm")
+
+
+def make_norm(normalization: str, width: int, *, bias: bool = True) -> nn.Module:
+    """A LayerNorm (with a bias when `bias`) or an RMSNorm over the last `width` channels."""
+    if normalization == "rmsnorm":
+        return nn.RMSNorm(width, eps=1e-5)
+    return nn.LayerNorm(width, bias=bias)
 
 
 def check_choices(c) -> None:
-    """The option fields of a model config, each against the values its family has (`choices`)."""
+    """The option fields of a model config, each against the values its family has (`choices`), and its flags."""
     for field, known in c.choices.items():
         value = getattr(c, field)
         if value not in known:
             raise ConfigError(f"model.{field}={value!r} is unknown to the {c.family}; choose one of {known}")
-    for field in ("bias", "tie_embeddings", "head_bias", "embedding_scale"):
+    for field in c.flags:
         if not isinstance(getattr(c, field), bool):
             raise ConfigError(f"model.{field} must be true or false, got {getattr(c, field)!r}")
 
@@ -71,6 +80,7 @@ class ModelConfig:
 
     integer_fields: ClassVar[tuple[str, ...]]  # sizes that must be positive integers
     choices: ClassVar[dict[str, tuple[str, ...]]]  # option fields and the values this family has
+    flags: ClassVar[tuple[str, ...]] = ("bias", "tie_embeddings", "head_bias", "embedding_scale")  # true | false
     family: ClassVar[str]  # for messages: "GPT", "seq2seq model"
 
     def __post_init__(self) -> None:
@@ -119,7 +129,8 @@ class Block(nn.Module):
     """One transformer layer: self-attention, optionally cross-attention over an encoder's output, then an MLP.
 
     Every sublayer f is wrapped pre-LN, x + f(ln(x)) (GPT-2, stable; the default), or post-LN, ln(x + f(x))
-    (the 2017 paper). The GPT uses causal blocks, the seq2seq encoder bidirectional ones and its decoder
+    (the 2017 paper); ln is a LayerNorm or an RMSNorm (`normalization`), and `qk_norm` normalises each head's
+    queries and keys the same way. The GPT uses causal blocks, the seq2seq encoder bidirectional ones and its decoder
     causal blocks with cross-attention.
     """
 
@@ -135,22 +146,25 @@ class Block(nn.Module):
         causal: bool = True,
         cross: bool = False,
         norm: str = "pre",
+        normalization: str = "layernorm",
+        qk_norm: bool = False,
         activation: str = "gelu",
         backend: Backend = "sdpa",
     ):
         super().__init__()
         self.pre = norm == "pre"
         kw = dict(dropout=dropout, bias=bias, backend=backend)
-        self.ln_1 = nn.LayerNorm(n_embd, bias=bias)
-        self.attn = Attention(n_embd, n_head, n_kv_head=n_kv_head, causal=causal, **kw)
+        self.ln_1 = make_norm(normalization, n_embd, bias=bias)
+        head_norm = (lambda d: make_norm(normalization, d, bias=bias)) if qk_norm else None
+        self.attn = Attention(n_embd, n_head, n_kv_head=n_kv_head, causal=causal, qk_norm=head_norm, **kw)
         self.cross = cross
         if cross:
-            self.ln_cross = nn.LayerNorm(n_embd, bias=bias)
+            self.ln_cross = make_norm(normalization, n_embd, bias=bias)
             self.cross_attn = Attention(n_embd, n_head, cross=True, **kw)
-        self.ln_2 = nn.LayerNorm(n_embd, bias=bias)
+        self.ln_2 = make_norm(normalization, n_embd, bias=bias)
         self.mlp = MLP(n_embd, hidden or 4 * n_embd, dropout=dropout, bias=bias, activation=activation)
 
-    def _sublayer(self, x: torch.Tensor, ln: nn.LayerNorm, f) -> torch.Tensor:
+    def _sublayer(self, x: torch.Tensor, ln: nn.Module, f) -> torch.Tensor:
         return x + f(ln(x)) if self.pre else ln(x + f(x))
 
     def forward(

@@ -21,7 +21,16 @@ from torch import nn
 
 from errors import ConfigError
 from models.attention import KVCache, rotary_tables
-from models.blocks import ACTIVATIONS, NORMS, POSITIONS, Block, ModelConfig, sinusoidal_positions
+from models.blocks import (
+    ACTIVATIONS,
+    NORMALIZATIONS,
+    NORMS,
+    POSITIONS,
+    Block,
+    ModelConfig,
+    make_norm,
+    sinusoidal_positions,
+)
 from models.pretrained import pretrained_fields
 from models.sampling import sample_next
 
@@ -55,10 +64,18 @@ class GPTConfig(ModelConfig):
     # The modern GPT's options (the GPT-2 speedrun's, LLaMA's); each default is GPT-2's.
     n_kv_head: int | None = None  # key/value heads: None = n_head (multi-head), 1 (multi-query), a divisor (grouped)
     rope_base: float = 10000.0  # positions=rope: the rotary frequencies' base (RoFormer, LLaMA: 10000)
+    normalization: str = "layernorm"  # layernorm (GPT-2) | rmsnorm (LLaMA, the speedrun); norm= is its placement
+    qk_norm: bool = False  # normalise each head's queries and keys (the speedrun, OLMo 2)
 
     integer_fields = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "vocab_multiple")
-    choices = {"norm": NORMS, "positions": (*POSITIONS, "rope", "none"), "activation": tuple(ACTIVATIONS)}
+    choices = {
+        "norm": NORMS,
+        "positions": (*POSITIONS, "rope", "none"),
+        "activation": tuple(ACTIVATIONS),
+        "normalization": NORMALIZATIONS,
+    }
     family = "GPT"
+    flags = (*ModelConfig.flags, "qk_norm")
 
     @property
     def padded_vocab_size(self) -> int:
@@ -127,13 +144,17 @@ class GPT(nn.Module):
                         bias=config.bias,
                         causal=True,
                         norm=config.norm,
+                        normalization=config.normalization,
+                        qk_norm=config.qk_norm,
                         activation=config.activation,
                         backend=config.attention,
                     )
                     for _ in range(config.n_layer)
                 ),
-                # A post-LN block already ends in a LayerNorm: a final one would only add an affine map.
-                ln_f=nn.LayerNorm(config.n_embd, bias=config.bias) if config.norm == "pre" else nn.Identity(),
+                # A post-LN block already ends in a norm: a final one would only add an affine map.
+                ln_f=make_norm(config.normalization, config.n_embd, bias=config.bias)
+                if config.norm == "pre"
+                else nn.Identity(),
             )
         )
         if config.positions == "sinusoidal":

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from models import sizing
-from models.attention import apply_rotary, rotary_tables
+from models.attention import apply_rotary, math_attention, rotary_tables
 from models.gpt import GPT, GPTConfig
 
 BASE = dict(vocab_size=29, block_size=24, n_layer=2, n_head=4, n_embd=32, dropout=0.0)
@@ -19,6 +19,10 @@ VARIANTS = {
     "rope": dict(positions="rope"),
     "rope-base-500": dict(positions="rope", rope_base=500.0),
     "no-positions": dict(positions="none"),
+    "rmsnorm": dict(normalization="rmsnorm"),
+    "rmsnorm-post": dict(normalization="rmsnorm", norm="post"),
+    "qk-norm": dict(qk_norm=True),
+    "qk-norm-rmsnorm-rope": dict(qk_norm=True, normalization="rmsnorm", positions="rope"),
 }
 
 
@@ -87,6 +91,33 @@ def test_rope_and_no_positions_have_no_position_table():
     torch.testing.assert_close(GPT(tiny(positions="rope", rope_base=500.0)).rope_sin, rotary_tables(24, 8, 500.0)[1])
 
 
+def test_rmsnorm_replaces_every_layernorm():
+    m = GPT(tiny(normalization="rmsnorm", qk_norm=True))
+    norms = [mod for mod in m.modules() if isinstance(mod, (torch.nn.LayerNorm, torch.nn.RMSNorm))]
+    assert len(norms) == 2 * 2 + 2 * 2 + 1 and all(isinstance(n, torch.nn.RMSNorm) for n in norms)  # ln_1, ln_2, q, k
+    assert m.transformer.ln_f.normalized_shape == (32,) and m.transformer.h[0].attn.q_norm.normalized_shape == (8,)
+    x = torch.randn(2, 5, 32) * 3 + 1
+    y = m.transformer.ln_f(x)  # weight 1: x / rms(x), not centred
+    torch.testing.assert_close(y, x / x.pow(2).mean(-1, keepdim=True).add(1e-5).sqrt())
+    assert not any("bias" in k for k in m.state_dict() if ".ln_" in k or "_norm" in k)  # an RMSNorm has none
+
+
+@pytest.mark.parametrize("normalization", ["layernorm", "rmsnorm"])
+def test_qk_norm_normalises_each_heads_queries_and_keys(normalization):
+    torch.manual_seed(0)
+    cfg = tiny(qk_norm=True, normalization=normalization, n_kv_head=2)
+    attn = GPT(cfg).transformer.h[0].attn.eval()
+    with torch.no_grad():
+        attn.q_norm.weight.uniform_(0.5, 1.5)
+        attn.k_norm.weight.uniform_(0.5, 1.5)
+    x = torch.randn(2, 6, 32)
+    q, k, v = attn.c_attn(x).split([32, 16, 16], dim=-1)
+    q, k, v = (z.unflatten(-1, (-1, 8)).transpose(1, 2) for z in (q, k, v))  # (B, heads, T, D)
+    q, k = attn.q_norm(q), attn.k_norm(k)
+    expected = math_attention(q, k, v, torch.ones(6, 6, dtype=torch.bool).tril())
+    torch.testing.assert_close(attn(x), attn.c_proj(expected.transpose(1, 2).flatten(2)), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", VARIANTS)
 @pytest.mark.parametrize("attention", ["sdpa", "math"])
 def test_cached_generation_equals_uncached_for_every_variant(name, attention):
@@ -131,6 +162,8 @@ def test_sizing_counts_every_variant_as_built(name, bias):
         (dict(n_kv_head=0), "model.n_kv_head=0 must divide"),
         (dict(positions="rope", n_head=32), "the head size model.n_embd / model.n_head = 1 must be even"),
         (dict(positions="rope", rope_base=0), "model.rope_base must be a number > 1"),
+        (dict(normalization="batchnorm"), "model.normalization='batchnorm' is unknown to the GPT"),
+        (dict(qk_norm="yes"), "model.qk_norm must be true or false, got 'yes'"),
         (dict(positions="alibi"), r"model.positions='alibi' is unknown to the GPT; choose one of \('learned', "),
     ],
 )

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from errors import ConfigError
@@ -15,9 +16,33 @@ from models.attention import BACKENDS, Attention, Backend, KVCache
 
 NORMS = ("pre", "post")  # pre-LN x + f(ln(x)) (GPT-2) | post-LN ln(x + f(x)) (the 2017 paper)
 POSITIONS = ("learned", "sinusoidal")  # added to the token embeddings (both families)
+
+
+class ReLU2(nn.Module):
+    """relu(x)² (Primer; the GPT-2 speedrun's MLP)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x).square()
+
+
+class SwiGLU(nn.Module):
+    """silu(gate) · up (Shazeer 2020; LLaMA's MLP): (..., 2F) holding gate and up side by side -> (..., F)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = x.chunk(2, dim=-1)
+        return F.silu(gate) * up
+
+
 # gelu: exact (nanoGPT); gelu_tanh: the tanh approximation OpenAI's GPT-2 was trained with (HF "gelu_new");
-# relu: the 2017 paper and the PyTorch tutorials.
-ACTIVATIONS = {"gelu": lambda: nn.GELU(), "gelu_tanh": lambda: nn.GELU(approximate="tanh"), "relu": lambda: nn.ReLU()}
+# relu: the 2017 paper and the PyTorch tutorials; relu2 and swiglu: the GPT's (models/gpt.py).
+ACTIVATIONS = {
+    "gelu": lambda: nn.GELU(),
+    "gelu_tanh": lambda: nn.GELU(approximate="tanh"),
+    "relu": lambda: nn.ReLU(),
+    "relu2": ReLU2,
+    "swiglu": SwiGLU,
+}
+GATED = ("swiglu",)  # their up projection is 2F wide: the gate and the values
 # layernorm: GPT-2, the 2017 paper; rmsnorm: no centring, no bias (LLaMA, the GPT-2 speedrun), torch's own.
 NORMALIZATIONS = ("layernorm", "rmsnorm")
 
@@ -112,11 +137,11 @@ class ModelConfig:
 
 
 class MLP(nn.Module):
-    """Position-wise feed-forward: C -> hidden -> C with a GELU (default) or ReLU in between."""
+    """Position-wise feed-forward: C -> hidden F -> C with an activation between (a gated one: C -> 2F -> F -> C)."""
 
     def __init__(self, n_embd: int, hidden: int, *, dropout: float = 0.0, bias: bool = True, activation: str = "gelu"):
         super().__init__()
-        self.c_fc = nn.Linear(n_embd, hidden, bias=bias)
+        self.c_fc = nn.Linear(n_embd, hidden * (2 if activation in GATED else 1), bias=bias)
         self.act = ACTIVATIONS[activation]()
         self.c_proj = nn.Linear(hidden, n_embd, bias=bias)
         self.dropout = nn.Dropout(dropout)

@@ -50,8 +50,8 @@ class GPTConfig(ModelConfig):
     name: str = "gpt"  # a label for logs and reports
     norm: str = "pre"  # pre (GPT-2; a final LayerNorm) | post (the 2017 paper; no final LayerNorm)
     positions: str = "learned"  # learned (GPT-2) | sinusoidal (fixed, the 2017 paper) | rope (rotary q, k) | none
-    activation: str = "gelu"  # gelu | gelu_tanh (OpenAI's GPT-2) | relu
-    d_ff: int | None = None  # hidden size of the MLP; None: 4 * n_embd
+    activation: str = "gelu"  # gelu | gelu_tanh (OpenAI's GPT-2) | relu | relu2 (the speedrun) | swiglu (LLaMA)
+    d_ff: int | None = None  # hidden size of the MLP; None: 4 * n_embd (swiglu: 8/3 * n_embd up to a multiple of 64)
     tie_embeddings: bool = True  # output head = token embedding (GPT-2)
     head_bias: bool = False  # a bias on the output head (Karpathy's gpt.py, the PyTorch LM tutorial)
     embedding_scale: bool = False  # multiply token embeddings by sqrt(n_embd) (the 2017 paper, PyTorch tutorials)
@@ -108,8 +108,13 @@ class GPTConfig(ModelConfig):
 
     @property
     def hidden(self) -> int:
-        """Width of the MLP's hidden layer."""
-        return self.d_ff or 4 * self.n_embd
+        """Width F of the MLP's hidden layer. SwiGLU's default keeps the parameters of a 4C MLP with its three
+        matrices: 8/3 C, rounded up to a multiple of 64 (LLaMA)."""
+        if self.d_ff:
+            return self.d_ff
+        if self.activation == "swiglu":
+            return 64 * -(-int(8 * self.n_embd / 3) // 64)
+        return 4 * self.n_embd
 
     @property
     def kv_heads(self) -> int:

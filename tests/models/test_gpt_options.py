@@ -137,7 +137,7 @@ def test_relu_untied_head_with_bias():
     [
         ("norm", "sandwich", "model.norm='sandwich' is unknown"),
         ("positions", "rotary", "model.positions='rotary' is unknown"),
-        ("activation", "swiglu", "model.activation='swiglu' is unknown"),
+        ("activation", "geglu", "model.activation='geglu' is unknown"),
         ("d_ff", 0, "model.d_ff must be a positive integer or null"),
         ("tie_embeddings", "yes", "model.tie_embeddings must be true or false"),
         ("embedding_scale", 1, "model.embedding_scale must be true or false"),

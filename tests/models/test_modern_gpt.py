@@ -23,6 +23,9 @@ VARIANTS = {
     "rmsnorm-post": dict(normalization="rmsnorm", norm="post"),
     "qk-norm": dict(qk_norm=True),
     "qk-norm-rmsnorm-rope": dict(qk_norm=True, normalization="rmsnorm", positions="rope"),
+    "relu2": dict(activation="relu2"),
+    "swiglu": dict(activation="swiglu"),
+    "swiglu-d_ff-48": dict(activation="swiglu", d_ff=48),
 }
 
 
@@ -116,6 +119,28 @@ def test_qk_norm_normalises_each_heads_queries_and_keys(normalization):
     q, k = attn.q_norm(q), attn.k_norm(k)
     expected = math_attention(q, k, v, torch.ones(6, 6, dtype=torch.bool).tril())
     torch.testing.assert_close(attn(x), attn.c_proj(expected.transpose(1, 2).flatten(2)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["relu2", "swiglu"])
+def test_relu2_and_swiglu_mlps_compute_what_they_are_named(activation):
+    torch.manual_seed(0)
+    mlp = GPT(tiny(activation=activation, bias=True)).transformer.h[0].mlp
+    x = torch.randn(2, 3, 32)
+    h = x @ mlp.c_fc.weight.T + mlp.c_fc.bias
+    if activation == "relu2":
+        assert mlp.c_fc.out_features == 128
+        h = torch.relu(h) ** 2
+    else:  # gate and up side by side in one matrix, F = 8/3 C up to a multiple of 64
+        assert mlp.c_fc.out_features == 2 * 128 and mlp.c_proj.in_features == 128
+        h = torch.nn.functional.silu(h[..., :128]) * h[..., 128:]
+    torch.testing.assert_close(mlp(x), h @ mlp.c_proj.weight.T + mlp.c_proj.bias)
+
+
+def test_swiglu_hidden_size():
+    assert [tiny(activation="swiglu", n_embd=c, n_head=4).hidden for c in (32, 64, 384, 768, 4096)] == [
+        128, 192, 1024, 2048, 10944,  # LLaMA rounds to 256: 11008 at 4096
+    ]  # fmt: skip
+    assert tiny(activation="swiglu", d_ff=48).hidden == 48 and tiny(activation="relu2").hidden == 128
 
 
 @pytest.mark.parametrize("name", VARIANTS)

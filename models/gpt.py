@@ -66,6 +66,8 @@ class GPTConfig(ModelConfig):
     rope_base: float = 10000.0  # positions=rope: the rotary frequencies' base (RoFormer, LLaMA: 10000)
     normalization: str = "layernorm"  # layernorm (GPT-2) | rmsnorm (LLaMA, the speedrun); norm= is its placement
     qk_norm: bool = False  # normalise each head's queries and keys (the speedrun, OLMo 2)
+    logit_softcap: float | None = None  # logits -> cap·tanh(logits / cap) (Gemma 2, the speedrun: 30); null: none
+    zero_init_proj: bool = False  # attention and MLP output projections start at 0: every block starts as identity
 
     integer_fields = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "vocab_multiple")
     choices = {
@@ -75,7 +77,7 @@ class GPTConfig(ModelConfig):
         "normalization": NORMALIZATIONS,
     }
     family = "GPT"
-    flags = (*ModelConfig.flags, "qk_norm")
+    flags = (*ModelConfig.flags, "qk_norm", "zero_init_proj")
 
     @property
     def padded_vocab_size(self) -> int:
@@ -96,15 +98,17 @@ class GPTConfig(ModelConfig):
                 f"model.n_kv_head={g!r} must divide model.n_head={self.n_head}: one of {divisors} "
                 f"(or null: n_head, plain multi-head attention)"
             )
-        if self.positions == "rope":
-            if self.head_dim % 2:
-                raise ConfigError(
-                    f"model.positions=rope rotates channel pairs: the head size model.n_embd / model.n_head = "
-                    f"{self.head_dim} must be even"
-                )
-            base = self.rope_base
-            if isinstance(base, bool) or not isinstance(base, (int, float)) or base <= 1:
-                raise ConfigError(f"model.rope_base must be a number > 1 (RoFormer, LLaMA: 10000), got {base!r}")
+        cap = self.logit_softcap
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float)) or cap <= 0):
+            raise ConfigError(f"model.logit_softcap must be a number > 0 (the speedrun: 30) or null, got {cap!r}")
+        base = self.rope_base
+        if isinstance(base, bool) or not isinstance(base, (int, float)) or base <= 1:
+            raise ConfigError(f"model.rope_base must be a number > 1 (RoFormer, LLaMA: 10000), got {base!r}")
+        if self.positions == "rope" and self.head_dim % 2:
+            raise ConfigError(
+                f"model.positions=rope rotates channel pairs: the head size model.n_embd / model.n_head = "
+                f"{self.head_dim} must be even"
+            )
 
     @property
     def hidden(self) -> int:
@@ -177,6 +181,8 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+                if config.zero_init_proj:  # the speedrun: each block adds nothing until it has learnt to
+                    nn.init.zeros_(p)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -232,13 +238,16 @@ class GPT(nn.Module):
         for i, block in enumerate(self.transformer.h):
             x = block(x, cache=cache[i] if cache else None, rope=rope)
         x = self.transformer.ln_f(x)
+        if last_only and targets is None:
+            x = x[:, [-1], :]  # (B, 1, C)
+        logits = self.lm_head(x)  # (B, T, V)
+        if self.config.logit_softcap is not None:
+            cap = self.config.logit_softcap
+            logits = cap * torch.tanh(logits / cap)  # smoothly into (-cap, cap)
+        loss = None
         if targets is not None:
-            logits = self.lm_head(x)  # (B, T, V)
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
-            return logits, loss
-        if last_only:
-            x = x[:, [-1], :]
-        return self.lm_head(x), None
+        return logits, loss
 
     @torch.no_grad()
     def generate(

@@ -43,6 +43,7 @@ GPT2_ARCHITECTURE = dict(
     n_kv_head=None,
     normalization="layernorm",
     qk_norm=False,
+    logit_softcap=None,
     bias=True,
     tie_embeddings=True,
     head_bias=False,

@@ -26,6 +26,21 @@ VARIANTS = {
     "relu2": dict(activation="relu2"),
     "swiglu": dict(activation="swiglu"),
     "swiglu-d_ff-48": dict(activation="swiglu", d_ff=48),
+    "softcap": dict(logit_softcap=2.0),
+    "zero-init": dict(zero_init_proj=True),
+    "speedrun": dict(
+        positions="rope",
+        normalization="rmsnorm",
+        qk_norm=True,
+        activation="relu2",
+        tie_embeddings=False,
+        zero_init_proj=True,
+        logit_softcap=15.0,
+        bias=False,
+    ),  # fmt: skip
+    "llama": dict(
+        positions="rope", normalization="rmsnorm", activation="swiglu", n_kv_head=2, tie_embeddings=False, bias=False
+    ),  # fmt: skip
 }
 
 
@@ -143,6 +158,35 @@ def test_swiglu_hidden_size():
     assert tiny(activation="swiglu", d_ff=48).hidden == 48 and tiny(activation="relu2").hidden == 128
 
 
+def test_logit_softcap_bounds_the_logits_smoothly_and_the_loss_sees_them():
+    torch.manual_seed(0)
+    plain = GPT(tiny(tie_embeddings=False)).eval()
+    capped = GPT(tiny(tie_embeddings=False, logit_softcap=0.05)).eval()
+    capped.load_state_dict(plain.state_dict())
+    idx = torch.randint(0, 29, (2, 24))
+    (raw, _), (logits, loss) = plain(idx), capped(idx, idx)
+    assert raw.abs().max() > 0.05 > logits.abs().max()
+    torch.testing.assert_close(logits, 0.05 * torch.tanh(raw / 0.05))
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(logits.flatten(0, 1), idx.flatten()))
+    torch.testing.assert_close(capped(idx, last_only=True)[0], logits[:, -1:])  # generation samples them too
+
+
+def test_zero_init_proj_starts_every_block_as_the_identity():
+    torch.manual_seed(0)
+    m = GPT(tiny(zero_init_proj=True, bias=True))
+    projections = [p for name, p in m.named_parameters() if name.endswith("c_proj.weight")]
+    assert len(projections) == 2 * 2 and all(not p.any() for p in projections)
+    assert m.transformer.h[0].mlp.c_fc.weight.std() > 0.01  # the other matrices keep their init
+    seen = {}
+    m.transformer.drop.register_forward_hook(lambda mod, args, out: seen.setdefault("in", out))
+    m.transformer.ln_f.register_forward_hook(lambda mod, args, out: seen.setdefault("out", args[0]))
+    idx = torch.randint(0, 29, (2, 24))
+    _, loss = m(idx, idx)
+    torch.testing.assert_close(seen["out"], seen["in"])  # the residual stream passes the blocks unchanged
+    loss.backward()
+    assert all(p.grad.abs().sum() > 0 for p in projections)  # and they learn from the first step
+
+
 @pytest.mark.parametrize("name", VARIANTS)
 @pytest.mark.parametrize("attention", ["sdpa", "math"])
 def test_cached_generation_equals_uncached_for_every_variant(name, attention):
@@ -168,16 +212,20 @@ def test_cached_generation_equals_uncached_for_every_variant(name, attention):
 @pytest.mark.parametrize("name", VARIANTS)
 @pytest.mark.parametrize("bias", [True, False])
 def test_sizing_counts_every_variant_as_built(name, bias):
-    cfg = tiny(bias=bias, **VARIANTS[name])
+    cfg = tiny(**{"bias": bias, **VARIANTS[name]})
     model = GPT(cfg)
     n = sum(p.numel() for p in model.parameters())
     assert cfg.num_params() == n and sizing.num_param_tensors(cfg) == len(list(model.parameters()))
     assert sum(sizing.param_counts(cfg).values()) == sum(r.total for r in sizing.matrix_breakdown(cfg)) == n
     counts = sizing.param_counts(cfg)
-    kv = cfg.kv_heads * cfg.head_dim
-    assert counts["attn_key"] == counts["attn_value"] == cfg.n_layer * (32 * kv + bias * kv)
-    lookups = 24 * 32 if cfg.positions == "learned" else 0
-    assert cfg.flops_per_token(16) == 6 * (n - lookups) + 12 * cfg.n_layer * 16 * 32  # queries are C wide: no change
+    kv, b = cfg.kv_heads * cfg.head_dim, int(cfg.bias)
+    assert counts["attn_key"] == counts["attn_value"] == cfg.n_layer * (32 * kv + b * kv)
+    mlp = model.transformer.h[0].mlp
+    assert counts["mlp_up"] == cfg.n_layer * mlp.c_fc.weight.numel() * (1 + b / 32) and counts["other"] == 0
+    tables = [model.transformer.wpe] if cfg.positions == "learned" else []
+    tables += [] if cfg.tie_embeddings else [model.transformer.wte]  # a lookup, unless it is the head too
+    lookups = sum(t.weight.numel() for t in tables)
+    assert cfg.flops_per_token(16) == 6 * (n - lookups) + 12 * cfg.n_layer * 16 * 32  # queries are C wide
 
 
 @pytest.mark.parametrize(
@@ -187,6 +235,9 @@ def test_sizing_counts_every_variant_as_built(name, bias):
         (dict(n_kv_head=0), "model.n_kv_head=0 must divide"),
         (dict(positions="rope", n_head=32), "the head size model.n_embd / model.n_head = 1 must be even"),
         (dict(positions="rope", rope_base=0), "model.rope_base must be a number > 1"),
+        (dict(logit_softcap=0), r"model.logit_softcap must be a number > 0 \(the speedrun: 30\) or null, got 0"),
+        (dict(logit_softcap="30"), "model.logit_softcap must be a number"),
+        (dict(zero_init_proj=1), "model.zero_init_proj must be true or false"),
         (dict(normalization="batchnorm"), "model.normalization='batchnorm' is unknown to the GPT"),
         (dict(qk_norm="yes"), "model.qk_norm must be true or false, got 'yes'"),
         (dict(positions="alibi"), r"model.positions='alibi' is unknown to the GPT; choose one of \('learned', "),

@@ -7,7 +7,7 @@ FLOPs are counted on the module built on the meta device (models/sizing.py).
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import torch
 from omegaconf import DictConfig
@@ -119,6 +119,11 @@ def print_estimate(est: Estimate, *, breakdown: bool = False, console: Console |
         f"vocab {m.vocab_size} (from {est.vocab_source}), context {m.block_size}, bias={m.bias}, "
         f"attention={m.attention}, dropout={m.dropout}"
     )
+    shown = {"name", "n_layer", "n_head", "n_embd", "vocab_size", "block_size", "bias", "attention", "dropout"}
+    changed = [f.name for f in fields(m) if f.name not in shown and getattr(m, f.name) != f.default]  # the options set
+    options = [f"{name}={getattr(m, name)}" for name in changed]
+    if options:
+        console.print(f"options: {', '.join(options)}")
     console.print(
         f"batch {est.batch_size} x block {est.seq_len}, accumulate {est.accumulate}, devices {est.devices}, "
         f"precision {est.precision} on {est.device}"

@@ -1,12 +1,17 @@
 """GPT: a decoder-only transformer in the style of nanoGPT's model.py.
 
+Read it as nanoGPT's file, split by what the seq2seq model shares: models/attention.py (the KV cache, rotary
+positions, attention), models/blocks.py (norms, the MLP, the block), then here the config and the model.
+
 The defaults are nanoGPT's GPT-2: pre-LN with a final LayerNorm, learned positions, GELU, the output
 head tied to the token embedding. Options cover the other decoder-only tutorials (docs/models.md):
 post-LN (no final LayerNorm: each block already ends in one), fixed sinusoidal positions, ReLU, an
 untied head, a bias on the head, sqrt(C) scaling of the token embeddings, the MLP width, and
-OpenAI's GPT-2 weights (`init_from`, models/pretrained.py).
+OpenAI's GPT-2 weights (`init_from`, models/pretrained.py); and the modern GPT's (the GPT-2 speedrun's,
+LLaMA's): rotary or no positions, RMSNorm, QK-norm, ReLU² or SwiGLU, grouped-query attention, a logit
+soft-cap and zero-initialised output projections.
 
-Shapes: B batch, T sequence length, C = n_embd, V = vocab_size, L = n_layer.
+Shapes: B batch, T sequence length, C = n_embd, V = vocab_size, L = n_layer, D = C // n_head.
 """
 
 from __future__ import annotations

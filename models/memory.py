@@ -86,32 +86,68 @@ def attention_stores_scores(attention: str, *, dropout: float, device: str) -> b
     return attention == "math" or (device != "cuda" and dropout > 0)
 
 
+# What the MLP saves, in F-wide tensors: its up projection's output and the activation's output (the down
+# projection's input); ReLU's output is both; SwiGLU's up projection is 2F wide, plus silu(gate) and the product.
+MLP_WIDTHS = {"relu": 1, "swiglu": 4}
+
+
+def norm_bytes(cfg: GPTConfig, rows: int, width: int, dtype: int, *, device: str) -> int:
+    """What one norm over `rows` vectors of `width` values (`dtype` bytes each) saves besides its input: a
+    LayerNorm its float32 mean and rstd; an RMSNorm its rstd, and on CPU, where torch runs it as a composite of
+    float32 ops, the normalised tensor too (CUDA's fused kernel keeps only the rstd). A norm that computes in
+    float32 on a lower-precision input (any norm under CUDA autocast; the RMSNorm composite) keeps a float32 copy
+    of its input instead of the input itself."""
+    upcast = dtype != 4 and (device == "cuda" or cfg.normalization == "rmsnorm")
+    copy = rows * width * 4 if upcast else 0
+    if cfg.normalization == "rmsnorm":
+        return copy + rows * 4 + (0 if device == "cuda" else rows * width * 4)
+    return copy + 2 * rows * 4
+
+
 def activation_bytes(
     cfg: GPTConfig, batch_size: int, seq_len: int, *, precision: str | int = "32-true", device: str = "cuda"
 ) -> int:
-    """Bytes of the tensors a training forward pass saves for backward.
+    """Bytes of the tensors a training forward pass saves for backward (each term checked against what autograd
+    saves, for every GPT option: tests/models/test_sizing.py, test_gpt_options.py, test_modern_gpt.py).
 
-    Per layer (sdpa/flash), in units of B·T·C: the two layer-norm inputs (residual dtype), the inputs
-    of the four linears (C, C, C, F wide; F = d_ff, 4C by default), q, k, v and the GELU's input
-    (F wide; a ReLU saves nothing new): 2·resid + (6 + 2F/C)·act, 2·resid + 14·act at F = 4C, plus float32 norm
-    statistics and the attention log-sum-exp. Dropout adds its masks (bool on CUDA, a full-width float
-    tensor on CPU); math attention adds the (B, H, T, T) probabilities.
+    Per layer, in units of B·T·C: the two norm inputs (residual dtype) and, in the activation dtype, the inputs
+    of c_attn and c_fc, the c_attn output (q, k, v: C + 2·G·D wide, G = n_kv_head) that SDPA's views keep, its
+    output (c_proj's input), and the MLP's F-wide tensors (MLP_WIDTHS): 2·resid + 14·act for GPT-2's layer.
+    Rotary positions and QK-norm make q and k new tensors, which SDPA saves besides the projection; its output
+    then needs a contiguous copy for c_proj. An explicit softmax (math attention; CPU SDPA with dropout, in
+    float32) keeps n_head-headed copies of q, k, v instead, and its (B, H, T, T) probabilities. Plus what the
+    norms keep (norm_bytes), the attention log-sum-exp, dropout masks (bool on CUDA, a full-width tensor on
+    CPU), and at the end the head's input, the float32 log-probs and, with a soft-cap, its tanh.
     """
     p = precision_of(precision)
     b, t, c, h, v = batch_size, seq_len, cfg.n_embd, cfg.n_head, cfg.padded_vocab_size
     btc, bt, bhtt, btf = b * t * c, b * t, b * h * t * t, b * t * cfg.hidden
+    kv = cfg.kv_heads * cfg.head_dim  # key and value widths
     drop = cfg.dropout > 0
     mask = 1 if device == "cuda" else p.act  # dropout mask bytes per element
     scores = attention_stores_scores(cfg.attention, dropout=cfg.dropout, device=device)
+    rope = cfg.positions == "rope"
+    transformed = cfg.qk_norm or rope  # q and k are new tensors, not views of the projection
 
-    wide = 1 if cfg.activation == "relu" else 2  # ReLU saves its output, which is the down projection's input
-    layer = (2 * p.resid + 6 * p.act) * btc + wide * p.act * btf + 2 * 2 * bt * 4  # tensors + LN mean/rstd (float32)
+    # CPU SDPA with dropout runs its own explicit softmax, in float32 even under autocast
+    inner = 4 if scores and cfg.attention != "math" else p.act
+    qk_upcast = cfg.qk_norm and p.act != 4 and (device == "cuda" or cfg.normalization == "rmsnorm")  # see norm_bytes
+    if scores:  # explicit softmax: q, k, v as n_head-headed copies; c_proj's input a copy; a QK-norm's view
+        attention = inner * 3 * c + p.act * ((c + 2 * kv if cfg.qk_norm and not qk_upcast else 0) + c)
+    else:  # the projection (kept by SDPA's views of v, at least), new q and k, the output (and c_proj's copy)
+        attention = p.act * ((c + 2 * kv) + ((c + kv) if transformed else 0) + c * (2 if transformed else 1))
+    layer = 2 * p.resid * btc + bt * (2 * p.act * c + attention) + MLP_WIDTHS.get(cfg.activation, 2) * p.act * btf
+    layer += 2 * norm_bytes(cfg, bt, c, p.resid, device=device)
+    if cfg.qk_norm:  # over each head's D values: n_head query rows and n_kv_head key rows per token
+        layer += norm_bytes(cfg, bt * (h + cfg.kv_heads), cfg.head_dim, p.act, device=device)
+    if rope and p.act != 4:
+        layer += 2 * t * cfg.head_dim * p.act  # cos and sin cast to the activation dtype, for q and for k
     if scores:
         # float32 softmax output and the causal mask; then what the value matmul saves: the dropped
         # probabilities and their mask, or the probabilities cast back to the activation dtype
         layer += bhtt * 4 + t * t
         if drop:
-            layer += bhtt * (mask + p.act)
+            layer += bhtt * ((1 if device == "cuda" else inner) + inner)
         elif p.act != 4:
             layer += bhtt * p.act
     else:
@@ -120,22 +156,28 @@ def activation_bytes(
         layer += 2 * mask * btc  # residual dropouts after attention and MLP
 
     embed_mask = 1 if device == "cuda" else p.resid  # the embedding sum is not autocast
-    embed = bt * 8 + t * 8 + (embed_mask * btc if drop else 0)  # token ids, positions, embedding dropout
+    positions = t * 8 if cfg.positions == "learned" else t * cfg.head_dim * 4 if rope and p.act == 4 else 0
+    embed = bt * 8 + positions + (embed_mask * btc if drop else 0)  # token ids, positions (or cos, sin), dropout
     final = p.act * btc  # lm_head input
     if cfg.norm == "pre":
-        final += p.resid * btc + 2 * bt * 4  # ln_f input + stats
+        final += p.resid * btc + norm_bytes(cfg, bt, c, p.resid, device=device)  # ln_f input + its own
     loss = 4 * bt * v + bt * 8  # float32 log-probs, targets
+    if cfg.logit_softcap is not None:
+        loss += p.act * bt * v  # tanh's output
     return cfg.n_layer * layer + embed + final + loss
 
 
 def backward_buffer_bytes(cfg: GPTConfig, batch_size: int, seq_len: int, *, precision: str | int = "32-true") -> int:
     """Gradients alive on top of the activations early in backward, the larger of two moments:
-    the loss (two float32 (B, T, V) gradients: log-probs and logits) and the last layer's MLP (the
-    residual gradient, the 4C-wide GELU-output gradient, and the head's and that MLP's weight gradients)."""
+    the loss (two float32 (B, T, V) gradients: log-probs and logits) and the last layer's MLP (the residual
+    gradient, the gradient of the up projection's output, and the head's and that MLP's weight gradients; ReLU²'s
+    backward, grad · 2 · x, adds two F-wide temporaries)."""
     p = precision_of(precision)
     bt, c, f = batch_size * seq_len, cfg.n_embd, cfg.hidden
+    up = f * (2 if cfg.activation == "swiglu" else 1)  # the up projection's width
+    temporaries = 2 * f if cfg.activation == "relu2" else 0
     loss = 2 * 4 * bt * cfg.padded_vocab_size
-    layer = (p.act * f + p.resid * c) * bt + (cfg.padded_vocab_size * c + 2 * f * c) * p.param
+    layer = (p.act * (up + temporaries) + p.resid * c) * bt + (cfg.padded_vocab_size * c + (up + f) * c) * p.param
     return max(loss, layer)
 
 

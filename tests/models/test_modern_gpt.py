@@ -11,6 +11,8 @@ import torch
 from models import sizing
 from models.attention import apply_rotary, math_attention, rotary_tables
 from models.gpt import GPT, GPTConfig
+from models.memory import memory_estimate
+from tests.models.test_sizing import saved_bytes
 
 BASE = dict(vocab_size=29, block_size=24, n_layer=2, n_head=4, n_embd=32, dropout=0.0)
 VARIANTS = {
@@ -226,6 +228,22 @@ def test_sizing_counts_every_variant_as_built(name, bias):
     tables += [] if cfg.tie_embeddings else [model.transformer.wte]  # a lookup, unless it is the head too
     lookups = sum(t.weight.numel() for t in tables)
     assert cfg.flops_per_token(16) == 6 * (n - lookups) + 12 * cfg.n_layer * 16 * 32  # queries are C wide
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize(
+    "attention, dropout, autocast",
+    [("sdpa", 0.0, False), ("math", 0.0, False), ("sdpa", 0.1, False), ("sdpa", 0.0, True), ("math", 0.1, True)],
+    ids=["sdpa", "math", "sdpa-dropout", "sdpa-bf16", "math-dropout-bf16"],
+)
+def test_activation_estimate_equals_the_tensors_saved_for_backward(name, attention, dropout, autocast):
+    torch.manual_seed(0)
+    cfg = tiny(**VARIANTS[name], attention=attention, dropout=dropout)
+    x = torch.randint(0, 29, (3, 24))
+    measured = saved_bytes(GPT(cfg).train(), x, x, autocast=autocast)
+    est = memory_estimate(cfg, 3, 24, precision="bf16-mixed" if autocast else "32-true", device="cpu")
+    estimated = est.activations + est.weight_copies  # autocast's weight copies are saved for backward too
+    assert estimated == pytest.approx(measured, rel=0.01)
 
 
 @pytest.mark.parametrize(

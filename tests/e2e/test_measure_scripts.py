@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from models import sizing
-from models.gpt import GPTConfig
+from models.gpt import GPT, GPTConfig
 from models.memory import memory_estimate
 from tests.e2e.conftest import TINY
 from tests.figures import assert_figures
@@ -48,6 +48,22 @@ def test_estimate_takes_train_overrides(run_script):
     cpu = run_script("estimate.py", "experiment=shakespeare_char_cpu").output
     small = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, bias=False)
     assert f"{sizing.num_params(small):,}" in cpu
+
+
+@pytest.mark.slow
+def test_estimate_counts_a_modern_gpt_as_built(run_script):
+    options = dict(positions="rope", normalization="rmsnorm", qk_norm=True, activation="swiglu", n_kv_head=2,
+                   tie_embeddings=False)  # fmt: skip
+    out = run_script(
+        "estimate.py",
+        "model=gpt_nano",
+        "data.block_size=32",
+        *(f"model.{k}={str(v).lower()}" for k, v in options.items()),
+    ).output
+    cfg = GPTConfig(vocab_size=65, block_size=32, n_layer=3, n_head=4, n_embd=64, bias=False, **options)
+    n = sum(p.numel() for p in GPT(cfg).parameters())  # the real module
+    assert f"{n:,}" in out and "options: positions=rope, activation=swiglu, tie_embeddings=False, n_kv_head=2" in out
+    assert f"{6 * (n - 65 * 64) + 12 * 3 * 32 * 64:,}" in out  # FLOPs per token: the untied embedding is a lookup
 
 
 @pytest.mark.slow

@@ -143,3 +143,25 @@ def test_the_whole_model_compiles_in_place_and_keeps_its_parameter_names(monkeyp
     assert len(graphs) == 1
     assert compiled.hparams == {"model": plain.config.to_dict(), "tokenizer": TOKENIZER, "optim": None,
                                 "compile": True, "compile_mode": None, "compile_scope": "model"}  # fmt: skip
+
+
+def test_a_modern_gpts_checkpoint_alone_rebuilds_it(tmp_path):
+    import lightning as L
+
+    speedrun = dict(positions="rope", normalization="rmsnorm", qk_norm=True, activation="relu2", n_kv_head=1,
+                    tie_embeddings=False, zero_init_proj=True, logit_softcap=15.0)  # fmt: skip
+    torch.manual_seed(0)
+    module = GPTLitModule(model={**MODEL, **speedrun}, tokenizer=TOKENIZER)
+    with torch.no_grad():  # away from the zero init, so that the blocks matter
+        for p in module.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    trainer = L.Trainer(max_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    loaded = load_module(tmp_path / "m.ckpt", "gpt")
+    assert loaded.config == module.config and loaded.hparams.model["positions"] == "rope"
+    idx = torch.tensor([[1, 2, 3, 4]])
+    torch.testing.assert_close(loaded(idx)[0], module.eval()(idx)[0])
+    assert loaded.sample("abc", num_samples=2, max_new_tokens=5, seed=0) == module.sample(
+        "abc", num_samples=2, max_new_tokens=5, seed=0
+    )

@@ -146,7 +146,8 @@ class Attention(nn.Module):
             self.c_kv = nn.Linear(n_embd, 2 * kv, bias=bias)
         else:
             self.c_attn = nn.Linear(n_embd, n_embd + 2 * kv, bias=bias)  # fused q (C), k and v (G·D each)
-        if qk_norm is not None:  # QK-norm: each head's queries and keys normalised over D
+        self.qk_norm = qk_norm is not None
+        if self.qk_norm:  # each head's queries and keys normalised over D
             self.q_norm, self.k_norm = qk_norm(self.head_dim), qk_norm(self.head_dim)
         self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.resid_dropout = nn.Dropout(dropout)
@@ -193,7 +194,7 @@ class Attention(nn.Module):
             k, v = memory_kv if memory_kv is not None else self.project_memory(memory)  # (B, G, S, D)
         else:
             q, k, v = (self._heads(z) for z in self.c_attn(x).split(self.qkv_widths, dim=2))
-            if hasattr(self, "q_norm"):
+            if self.qk_norm:
                 q, k = self.q_norm(q), self.k_norm(k)
             if rope is not None:
                 q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)

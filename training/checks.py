@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError
 
@@ -16,6 +17,7 @@ log = logging.getLogger("tformer")
 
 def build_model_config(cfg: DictConfig):
     """Instantiate (and so validate) the model config before any data work."""
+    check_model_fields(cfg.model)
     try:
         return instantiate(cfg.model, _convert_="all")
     except InterpolationKeyError as err:
@@ -25,6 +27,20 @@ def build_model_config(cfg: DictConfig):
             f"language-model corpora (e.g. data=shakespeare_char), seq2seq models on parallel corpora "
             f"(e.g. data=multi30k)"
         ) from err
+
+
+def check_model_fields(model_cfg: DictConfig) -> None:
+    """Every key of the model config is a field of its config class (a GPT option given to the seq2seq model, say)."""
+    try:
+        cls = get_class(model_cfg.get("_target_"))
+    except Exception:  # instantiate names a bad target
+        return
+    if not dataclasses.is_dataclass(cls):
+        return
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in model_cfg if k not in known and k != "_target_"]
+    if unknown:
+        raise ConfigError(f"model.{unknown[0]} is not an option of {cls.__name__}; its options: {', '.join(known)}")
 
 
 def check_block_sizes(model_cfg, data_block: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def train(cfg: DictConfig) -> float | None:
     quiet_libraries()
     out = Path(cfg.paths.output_dir)
     log.info("Run directory: %s", out.resolve())
-    # Config, model config (built and validated once), optimizer, steps, resumed checkpoint: before any data work.
+    # Config, model config (validated), optimizer, steps, resumed checkpoint: before any data work.
     model_cfg, module_cls, resumed = check_run(cfg)
     L.seed_everything(cfg.seed, workers=True)
     if torch.cuda.is_available():
@@ -40,10 +41,7 @@ def train(cfg: DictConfig) -> float | None:
     check_data_family(datamodule, module_cls.family, cfg)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    model_cfg.vocab_size = datamodule.vocab_size  # known once the tokenizer is
-    for field in ("src_vocab_size", "tgt_vocab_size"):  # seq2seq with separate source and target vocabularies
-        if getattr(datamodule, field, None) is not None:
-            setattr(model_cfg, field, getattr(datamodule, field))
+    model_cfg = with_vocabularies(model_cfg, datamodule)
     if resumed is not None:
         sizes = ("vocab_size", "src_vocab_size", "tgt_vocab_size")
         check_resumed_sizes(resumed.model, model_cfg, str(cfg.ckpt_path), fields=sizes)
@@ -90,6 +88,16 @@ def train(cfg: DictConfig) -> float | None:
         log.info("%s", outputs_summary(out))
     finish_wandb(loggers)
     return float(best) if best is not None else None
+
+
+def with_vocabularies(model_cfg, datamodule):
+    """The final model config: the data's vocabulary sizes, known once its tokenizer is (a seq2seq model may have
+    separate source and target ones), through dataclasses.replace, which validates the config again."""
+    sizes = {"vocab_size": datamodule.vocab_size}
+    for field in ("src_vocab_size", "tgt_vocab_size"):
+        if getattr(datamodule, field, None) is not None:
+            sizes[field] = getattr(datamodule, field)
+    return dataclasses.replace(model_cfg, **sizes)
 
 
 def vocabularies(model_cfg) -> str:

@@ -187,7 +187,7 @@ class Measure(L.Callback):
                 "precision": self.precision,
                 "world_size": trainer.world_size,
                 "peak_flops": self.peak,
-                "params": sum(p.numel() for p in pl_module.parameters()),
+                "params": config.num_params() if hasattr(config, "num_params") else None,
                 "batch_size": self.shape[0] if self.shape else None,
                 "seq_len": self.shape[1] if self.shape else None,
                 "flops_per_token": fpt,
@@ -225,7 +225,7 @@ class Measure(L.Callback):
 
     def _memory_estimate(self, pl_module: L.LightningModule, batch_size: int, seq_len: int) -> dict | None:
         from models.gpt import GPTConfig
-        from models.sizing import memory_estimate
+        from models.memory import memory_estimate
 
         config = getattr(pl_module, "config", None)
         if not isinstance(config, GPTConfig):

@@ -20,16 +20,6 @@ from datamodules.shakespeare import ShakespeareDataModule
 from lightning_modules.callbacks.lr_monitor import StepLearningRateMonitor
 from lightning_modules.gpt import GPTLitModule
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread_for_the_module():
-    """Every run of this module on one thread (module-scoped runs too): the same float summation order."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 STEPS = 6  # the uninterrupted run; the interrupted one dies after the validation (and last.ckpt) at step 3
 OPTIM = {"lr": 1e-2, "min_lr": 1e-3, "warmup_steps": 2, "grad_clip": 0.5}
 MUON = {**OPTIM, "name": "muon", "muon_lr": 0.05, "muon_weight_decay": 0.01}

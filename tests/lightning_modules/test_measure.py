@@ -20,6 +20,7 @@ from lightning_modules.hardware import peak_flops
 from lightning_modules.metrics import complete_words, word_accuracy, words
 from models import sizing
 from models.gpt import GPTConfig
+from models.memory import memory_estimate
 
 # ---------------------------------------------------------------------------------------------------------
 # word accuracy
@@ -149,19 +150,19 @@ def test_perf_metrics_reach_the_metrics_file(cpu_fit):
             assert float(r["perf/flops_per_sec"]) == pytest.approx(float(r["perf/tokens_per_sec"]) * fpt, rel=1e-6)
     summary = json.loads((tmp / "measure.json").read_text())
     assert summary["mfu"] is None and summary["peak_flops"] is None
-    assert summary["params"] == sizing.num_params(module.config)
+    assert summary["params"] == sum(p.numel() for p in module.model.parameters())
     assert summary["flops_per_token"] == fpt
     assert summary["steps"] == 4 and summary["val_passes"] == 2
     assert 0 < summary["launch_to_fit_start"] < summary["history"]["elapsed"][0] <= summary["launch_to_train_end"]
     assert summary["memory_kind"] == "process_peak_rss"
     assert summary["peak_memory_mb"] >= summary["memory_at_start_mb"] > 0
-    est = sizing.memory_estimate(module.config, 4, 16, precision="32-true", device="cpu")
+    est = memory_estimate(module.config, 4, 16, precision="32-true", device="cpu")
     assert summary["estimated_memory"] == est.to_dict()
 
 
 def test_estimate_matches_the_tensors_the_trainer_holds(cpu_fit):
     _, _, module, _, holdings = cpu_fit
-    est = sizing.memory_estimate(module.config, 4, 16, precision="32-true", device="cpu")
+    est = memory_estimate(module.config, 4, 16, precision="32-true", device="cpu")
     after_step = holdings.held[-1]
     assert after_step["batch"] == (4, 16)
     assert after_step["weights"] == est.weights

@@ -51,6 +51,18 @@ def test_muon_is_accepted_under_ddp_and_for_seq2seq(hydra_job, overrides):
     assert model_cfg is not None
 
 
+def test_an_option_of_another_family_is_named(hydra_job):
+    cfg = hydra_job(["model=seq2seq_small", "+model.qk_norm=true"], multirun=False)
+    with pytest.raises(ValueError, match=r"model.qk_norm is not an option of Seq2SeqConfig; its options: vocab_size"):
+        check_run(cfg)
+    cfg = hydra_job(["model=seq2seq_small", "model.positions=rope"], multirun=False)
+    with pytest.raises(Exception) as err:
+        check_run(cfg)
+    assert user_error_message(err.value) == (
+        "model.positions='rope' is unknown to the seq2seq model; choose one of ('learned', 'sinusoidal')"
+    )
+
+
 def test_a_missing_checkpoint_is_named(hydra_job):
     with pytest.raises(FileNotFoundError, match=r"ckpt_path=/no/such.ckpt does not exist"):
         check_run(hydra_job([*TINY, "ckpt_path=/no/such.ckpt"], multirun=False))

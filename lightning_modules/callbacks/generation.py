@@ -157,8 +157,10 @@ class GenerationMetrics(SamplingCallback):
 
     def _extend(self, pl_module, idx: torch.Tensor, new_tokens: int, generator, progress) -> torch.Tensor:
         """idx (B, T) -> (B, T + n), n = new_tokens or, past the deadline, the tokens of the chunks done by then.
-        A chunk is 4 contexts long: a stop loses at most one, and each new chunk's cache refill costs little."""
-        chunk = 4 * max(16, int(getattr(pl_module.config, "block_size", new_tokens)))
+        Without a time limit, chunks of 4 contexts (each new chunk's cache refill costs little); with one, the
+        first chunk is 16 tokens and the next as many as a tenth of the limit allows (a stop loses one)."""
+        longest = 4 * max(16, int(getattr(pl_module.config, "block_size", new_tokens)))
+        chunk = longest if self._deadline is None else 16
 
         def on_token(_length: int) -> None:
             progress.update(idx.size(0))
@@ -168,6 +170,7 @@ class GenerationMetrics(SamplingCallback):
         done = 0
         while done < new_tokens:
             n = min(chunk, new_tokens - done)
+            begin = time.perf_counter()
             try:
                 with eager():  # compiled blocks would recompile for every new length
                     idx = pl_module.model.generate(idx, n, generator=generator, on_token=on_token, **self.sampling)
@@ -175,6 +178,9 @@ class GenerationMetrics(SamplingCallback):
                 self._stopped = True
                 break
             done += n
+            if self._deadline is not None:
+                per_token = max(time.perf_counter() - begin, 1e-9) / n
+                chunk = int(min(longest, max(16, self.time_limit_s / 10 / per_token)))
         return idx
 
     # -- scoring --------------------------------------------------------------------------------------------

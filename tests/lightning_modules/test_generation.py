@@ -65,9 +65,17 @@ def run(tmp_path, model, block_size=1024, **settings) -> dict:
     return json.loads((tmp_path / "generation.json").read_text())
 
 
+def test_chunks_grow_to_a_tenth_of_the_limit(tmp_path, monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(generation.time, "perf_counter", clock)
+    model = ScriptedGPT(clock, seconds_per_token=0.01)  # a tenth of 10 s: 100 tokens; 4 contexts of 16: 64
+    run(tmp_path, model, block_size=16, num_samples=1, num_words=30, batch_size=1, time_limit_s=10)
+    assert [n for _, n in model.calls] == [16, 64, 64, 64, 8]  # the budget: 30 words x 6 x 1.2 = 216 tokens
+
+
 def test_short_samples_are_extended_together_by_what_they_still_need(tmp_path):
     model = ScriptedGPT()
-    result = run(tmp_path, model, num_samples=6, num_words=5, batch_size=4)
+    result = run(tmp_path, model, num_samples=6, num_words=5, batch_size=4, time_limit_s=None)  # no chunks
     budget = result["settings"]["token_budget"]
     assert budget == 36  # 5 words x 6 characters (no training text) x 1.2
     # batch of 4 (rows 1 and 3 slow: 3 words in 36 tokens) then those two together; batch of 2, its slow row
@@ -81,7 +89,7 @@ def test_short_samples_are_extended_together_by_what_they_still_need(tmp_path):
 
 def test_extension_rounds_are_bounded(tmp_path):
     model = ScriptedGPT()
-    result = run(tmp_path, model, num_samples=2, num_words=40, batch_size=2, max_rounds=0)
+    result = run(tmp_path, model, num_samples=2, num_words=40, batch_size=2, max_rounds=0, time_limit_s=None)
     assert model.calls == [(2, 288)]  # the batch only: no extension round for its slow row
     slow = result["samples"][1]
     assert slow["rounds"] == 1 and slow["words"] == 28  # scored as it is: 288 tokens, a word every 10
@@ -92,10 +100,11 @@ def test_the_time_limit_stops_generation_and_keeps_what_was_done(tmp_path, monke
     clock = Clock()
     monkeypatch.setattr(generation.time, "perf_counter", clock)
     model = ScriptedGPT(clock, seconds_per_token=0.1)
-    # block 16: chunks of 64 tokens; the budget of 20 words is 144 tokens; the limit, 10 s, comes at token 100
-    result = run(tmp_path, model, block_size=16, num_samples=4, num_words=20, batch_size=2, time_limit_s=10)
-    assert model.calls == [(2, 64), (2, 64)]  # the second chunk is cut off, the second batch never starts
-    assert [len(s["text"]) for s in result["samples"]] == [64, 64]  # the first chunk's tokens, scored
+    # the budget of 20 words is 144 tokens; chunks of 16 (a tenth of the limit is 10 tokens: 16 at least); the
+    # limit, 10 s, comes at token 100: in the 7th chunk
+    result = run(tmp_path, model, num_samples=4, num_words=20, batch_size=2, time_limit_s=10)
+    assert model.calls == [(2, 16)] * 7  # the 7th chunk is cut off, the second batch never starts
+    assert [len(s["text"]) for s in result["samples"]] == [96, 96]  # the 6 chunks' tokens, scored
     assert "time_limit_s=10" in result["stopped"] and "1 of 4 samples reached 20 words" in result["stopped"]
     assert result["summary"]["samples"] == 2 and result["settings"]["time_limit_s"] == 10
     assert "stopped at callbacks.generation.time_limit_s=10" in caplog.text

@@ -199,7 +199,7 @@ class GenerationMetrics(SamplingCallback):
     @staticmethod
     def _said(summary: dict) -> str:
         acc = summary["word_accuracy"]
-        words_each = f"{summary['words']:.0f} words each" if summary["words"] is not None else "no words"
+        words_each = f"{summary['words']:.3g} words each" if summary["words"] is not None else "no words"
         return words_each + (f", word accuracy {100 * acc:.0f}%" if acc is not None else "")
 
     def _summarise(self, samples: list[dict], budget: int, scored: bool, stopped: str | None) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from types import SimpleNamespace
 
 import pytest
@@ -73,7 +74,8 @@ def test_chunks_grow_to_a_tenth_of_the_limit(tmp_path, monkeypatch):
     assert [n for _, n in model.calls] == [16, 64, 64, 64, 8]  # the budget: 30 words x 6 x 1.2 = 216 tokens
 
 
-def test_short_samples_are_extended_together_by_what_they_still_need(tmp_path):
+def test_short_samples_are_extended_together_by_what_they_still_need(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="tformer")
     model = ScriptedGPT()
     result = run(tmp_path, model, num_samples=6, num_words=5, batch_size=4, time_limit_s=None)  # no chunks
     budget = result["settings"]["token_budget"]
@@ -85,15 +87,18 @@ def test_short_samples_are_extended_together_by_what_they_still_need(tmp_path):
     assert [s["rounds"] for s in samples] == [1, 2, 1, 2, 1, 2]
     assert all(s["words"] == 5 and len(complete_words(s["text"])) >= 5 for s in samples)
     assert result["stopped"] is None and result["summary"]["samples"] == 6
+    assert "Generation metrics: 6 samples in" in caplog.text and "s, 5 words each" in caplog.text  # said at the end
 
 
-def test_extension_rounds_are_bounded(tmp_path):
+def test_extension_rounds_are_bounded(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="tformer")
     model = ScriptedGPT()
     result = run(tmp_path, model, num_samples=2, num_words=40, batch_size=2, max_rounds=0, time_limit_s=None)
     assert model.calls == [(2, 288)]  # the batch only: no extension round for its slow row
     slow = result["samples"][1]
     assert slow["rounds"] == 1 and slow["words"] == 28  # scored as it is: 288 tokens, a word every 10
     assert result["summary"]["words"] == pytest.approx((40 + 28) / 2)
+    assert "34 words each" in caplog.text
 
 
 def test_the_time_limit_stops_generation_and_keeps_what_was_done(tmp_path, monkeypatch, caplog):

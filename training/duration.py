@@ -90,12 +90,13 @@ def check_cpu_duration(cfg: DictConfig, model_cfg, *, ask=input) -> None:
         message = f"No GPU found: {name} at {batch} trains until trainer.max_time, {human(limit)}, on this CPU"
         seconds = limit
     expected = cfg.get("cpu_expected_s")
+    if expected is not None:
+        hint = _recipe_hint(model_cfg, flops_per_token)
     if expected is not None and seconds <= FAR_ABOVE * float(expected):
         log.info("%s (this recipe: about %s on 2 cores)", message, human(float(expected)))
     elif expected is not None:
-        why = _biggest_cost(model_cfg, flops_per_token)
-        log.warning("%s: %.0fx this recipe's %s on 2 cores (cpu_expected_s=%s)%s", message,
-                    seconds / float(expected), human(float(expected)), expected, why)  # fmt: skip
+        log.warning("%s: %.0fx this recipe's %s on 2 cores (cpu_expected_s=%s); %s", message,
+                    seconds / float(expected), human(float(expected)), expected, hint)  # fmt: skip
     else:
         log.warning("%s; %s", message, hint)
     if seconds <= ASK_ABOVE_S or cfg.get("long_cpu_run", False):
@@ -106,13 +107,13 @@ def check_cpu_duration(cfg: DictConfig, model_cfg, *, ask=input) -> None:
         raise SystemExit("Not training. " + hint[0].upper() + hint[1:])
 
 
-def _biggest_cost(model_cfg, flops_per_token: int) -> str:
-    """Why a run costs more than its recipe, when one part of the model says it: its output layer."""
+def _recipe_hint(model_cfg, flops_per_token: int) -> str:
+    """Why a run costs far more than its recipe, and the way back: its output layer, when that is most of the work
+    (a GPT-2 vocabulary on a model sized for characters), else the overrides."""
     vocab, width = getattr(model_cfg, "vocab_size", None), getattr(model_cfg, "n_embd", None)
-    if not vocab or not width or "n_layer" not in getattr(model_cfg, "__dataclass_fields__", {}):
-        return ""
-    share = 6 * vocab * width / flops_per_token  # the output layer's matmul, forward and backward
-    if share < 0.5:
-        return "; the overrides made the model or the batches bigger than the recipe's"
-    return (f"; the output layer over a {vocab:,}-token vocabulary is {share:.0%} of the work (a char "
-            f"vocabulary is ~65 rows: data.tokenizer=char, or a GPU)")  # fmt: skip
+    gpt = "n_layer" in getattr(model_cfg, "__dataclass_fields__", {})
+    share = 6 * vocab * width / flops_per_token if gpt and vocab and width else 0  # the output layer, fwd + bwd
+    if share >= 0.5:
+        return (f"the output layer over a {vocab:,}-token vocabulary is {share:.0%} of the work: data.tokenizer=char "
+                f"keeps it small (or train on a GPU)")  # fmt: skip
+    return "the overrides made the model or its batches bigger than the recipe's: undo them, or train on a GPU"

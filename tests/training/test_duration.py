@@ -100,9 +100,13 @@ def test_a_run_far_above_its_recipe_says_so_and_why(cpu_only, monkeypatch, caplo
     assert line.levelno == logging.WARNING and "this recipe's 6 min on 2 cores (cpu_expected_s=330)" in text
     seconds = duration.estimate_seconds(RECIPE_BPE.flops_per_token(64), 32 * 64, 600)
     assert f"{seconds / 330:.0f}x" in text and seconds > 3 * 330
-    assert "output layer over a 50,257-token vocabulary" in text
-    with pytest.raises(ValueError, match="long_cpu_run=true"):  # the whole 1250 steps: above an hour, as ever
+    assert "output layer over a 50,257-token vocabulary is 88% of the work: data.tokenizer=char" in text
+    with pytest.raises(ValueError, match="long_cpu_run=true to train anyway, or the output layer"):  # above an hour
         duration.check_cpu_duration(recipe(), RECIPE_BPE, ask=lambda _: pytest.fail("no question"))
+    wide = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=320)  # wider, not a vocabulary
+    with caplog.at_level(logging.INFO, logger="tformer"):
+        duration.check_cpu_duration(fast, wide, ask=lambda _: pytest.fail("no question"))
+    assert "the overrides made the model or its batches bigger than the recipe's" in caplog.records[-1].getMessage()
 
 
 def test_cpu_time_check_false_still_turns_it_all_off(cpu_only, monkeypatch, caplog):

@@ -45,8 +45,10 @@ def launch(args: list[str], run_dir: Path) -> dict:
     return {"wall": wall, "cpu": cpu, "first_step": measure.get("launch_to_first_step")}
 
 
-def best(runs: list[dict], key: str) -> float:
-    return min(r[key] for r in runs)
+def best(runs: list[dict], key: str) -> str:
+    """The fastest run's value; n/a where measure.json has none (a checkout older than launch_to_first_step)."""
+    values = [r[key] for r in runs if r[key] is not None]
+    return f"{min(values):.2f}" if values else "n/a"
 
 
 def main() -> None:
@@ -60,10 +62,10 @@ def main() -> None:
     table = "\n".join([
         f"| what (fastest of {args.runs}, {os.cpu_count()} cores) | seconds | CPU seconds |",
         "| --- | ---: | ---: |",
-        f"| CPU recipe: launch to the first training step | {best(recipe, 'first_step'):.2f} | |",
-        f"| CPU recipe, 2 steps: the whole process | {best(recipe, 'wall'):.2f} | {best(recipe, 'cpu'):.2f} |",
-        f"| debug=default: launch to the first training step | {best(debug, 'first_step'):.2f} | |",
-        f"| debug=default: the whole process | {best(debug, 'wall'):.2f} | {best(debug, 'cpu'):.2f} |",
+        f"| CPU recipe: launch to the first training step | {best(recipe, 'first_step')} | |",
+        f"| CPU recipe, 2 steps: the whole process | {best(recipe, 'wall')} | {best(recipe, 'cpu')} |",
+        f"| debug=default: launch to the first training step | {best(debug, 'first_step')} | |",
+        f"| debug=default: the whole process | {best(debug, 'wall')} | {best(debug, 'cpu')} |",
     ])  # fmt: skip
     print(table)
     if args.out:

@@ -17,7 +17,7 @@ from training.budget import apply_budget
 from training.checkpoint_io import use_atomic_checkpoints
 from training.checks import check_data_family, check_resumed_sizes, check_run
 from training.config import loggable
-from training.console import config_tree, outputs_summary, quiet_libraries
+from training.console import config_tree, model_label, outputs_summary, quiet_libraries
 from training.duration import check_cpu_duration
 from training.guards import guard_callbacks
 from training.loggers import WandbRunId, announce_wandb, build_loggers, finish_wandb, wandb_logger, watch
@@ -46,7 +46,8 @@ def train(cfg: DictConfig) -> float | None:
         sizes = ("vocab_size", "src_vocab_size", "tgt_vocab_size")
         check_resumed_sizes(resumed.model, model_cfg, str(cfg.ckpt_path), fields=sizes)
     apply_budget(cfg, model_cfg, module_cls.family)  # budget.flops: trainer.max_steps from the budget
-    log.info("Model %s: %.2fM parameters; %s", model_cfg.name, model_cfg.num_params() / 1e6, vocabularies(model_cfg))
+    params = model_cfg.num_params() / 1e6
+    log.info("Model %s: %.2fM parameters; %s", model_label(model_cfg), params, vocabularies(model_cfg))
     if distributed.env_rank_is_zero():
         log.info("%s", config_tree(cfg))
         check_cpu_duration(cfg, model_cfg)  # above an hour on a CPU: only with long_cpu_run=true or a yes

@@ -108,6 +108,8 @@ class Measure(L.Callback):
         return int(config.flops_per_token(seq_len)) * batch_size * seq_len
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        if trainer.global_step > 0 and "launch_to_first_step" not in self.summary:  # the first optimizer step done
+            self.summary["launch_to_first_step"] = since_launch()
         shape = _tokens(batch)
         if shape is None:
             return

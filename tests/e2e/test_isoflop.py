@@ -92,7 +92,10 @@ def test_isoflop_smoke_sweep_trains_to_budget_and_report_fits(tmp_path):
         assert float(row["budget"]) == config.budget.flops and int(row["params"]) == config.budget.chosen.params
         assert int(row["tokens"]) == config.budget.chosen.tokens and float(row["final_val_loss"]) == last
     fits = json.loads((out_dir / "scaling.json").read_text())
-    assert fits["params_counted"] == "total" and len(fits["isoflop"]["minima"]) == 2
+    assert fits["params_counted"] == "total" and len(fits["isoflop"]["minima"]) <= 2
+    # one row per budget, with its minimum or why it has none (at smoke size the loss may just fall with N)
+    md = (out_dir / "scaling.md").read_text()
+    assert md.count("| 2e+08 | 3 |") == 1 and md.count("| 6e+08 | 3 |") == 1
     # two budgets of three tiny models, a few dozen steps each: exponents, or the reason there are none
     assert (fits["isoflop"]["a"] is not None) or "a power law needs 2" in fits["isoflop"]["why_not"]
     assert fits["parametric"] is not None and len(fits["chinchilla"]) == 7

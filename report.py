@@ -27,8 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         result = make_report(args.paths, args.out, wandb_mode=args.wandb)
     runs = result["runs"]
     print(result["table"].read_text())
+    if result["ablation"] is not None:
+        print(result["ablation"].read_text())
     print(f"{len(runs)} run(s); report in {result['out']}:")
-    for path in [result["table"], result["csv"], *result["plots"]]:
+    tables = [result["table"], result["csv"], *([result["ablation"]] if result["ablation"] else [])]
+    for path in [*tables, *result["plots"]]:
         print(f"  {path}")
     print(result["wandb"])
     return 0

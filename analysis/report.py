@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from analysis.ablation import write_ablation
 from analysis.plots import write_plots
 from analysis.runs import Run, load_runs
 from analysis.table import COLUMNS, write_table
@@ -54,5 +55,9 @@ def make_report(paths: list[str | Path], out: str | Path | None = None, *, wandb
     out_dir.mkdir(parents=True, exist_ok=True)
     md, csv_path = write_table(runs, out_dir)
     plots = list(write_plots(runs, out_dir))
+    ablation = write_ablation(runs, out_dir)  # a sweeps=ablations study: mean ± std over seeds, Δ vs baseline
+    if ablation is not None:
+        plots.append(ablation[1])
     wandb_note = log_to_wandb(runs, out_dir, plots, mode=wandb_mode)
-    return {"runs": runs, "out": out_dir, "table": md, "csv": csv_path, "plots": plots, "wandb": wandb_note}
+    return {"runs": runs, "out": out_dir, "table": md, "csv": csv_path, "plots": plots, "wandb": wandb_note,
+            "ablation": ablation[0] if ablation else None}  # fmt: skip

@@ -27,6 +27,9 @@ CONFIG_KEYS = (
     "model.vocab_multiple",
     "logger.wandb.group", "model._target_", "model.n_enc_layer", "model.n_dec_layer", "data.shared_vocab",
     "model.d_ff", "model.tie_embeddings", "model.head_bias", "model.positions", "seed", "ablations.budget",
+    # a run trained to a compute budget (training/budget.py): the scaling section of the report
+    "budget.flops", "budget.chosen.steps", "budget.chosen.tokens", "budget.chosen.flops", "budget.chosen.params",
+    "budget.chosen.non_embedding_params",
 )  # fmt: skip
 SIZE_OPTIONS = ("d_ff", "tie_embeddings", "head_bias", "positions")  # GPT options that change the parameter count
 

@@ -1,6 +1,7 @@
-"""Optimizers (AdamW, Adam, SGD) over decay / no-decay parameter groups and the learning-rate schedules shared
-by the LightningModules. Every schedule is a factor of optim.lr per optimizer step (a LambdaLR stepped
-after each optimizer step), so it works the same with endless data and with epochs."""
+"""Optimizers (AdamW, Adam, SGD; Muon with AdamW in lightning_modules/muon.py) over decay / no-decay parameter
+groups and the learning-rate schedules shared by the LightningModules. Every schedule is a factor of each group's
+peak lr per optimizer step (a LambdaLR stepped after each optimizer step), so it works the same with endless data
+and with epochs."""
 
 from __future__ import annotations
 
@@ -30,10 +31,16 @@ class OptimConfig:
     momentum: float = 0.0  # sgd only
     step_size: int | None = None  # schedule=step: optimizer steps between two decays by `gamma` (StepLR)
     gamma: float = 0.1  # schedule=step: the decay factor (torch StepLR's default)
+    # name=muon: torch.optim.Muon on the hidden matrices (its own peak lr), AdamW (lr, betas, ...) on the rest
+    muon_lr: float = 0.05
+    muon_momentum: float = 0.95
+    muon_weight_decay: float = 0.0  # decoupled, as torch applies it: w -= muon_lr(t) * muon_weight_decay * w
+    muon_adjust_lr: str = "original"  # original (Keller Jordan's, the speedrun's) | match_rms_adamw (Moonshot's)
 
     def __post_init__(self) -> None:
         """Every field checked on construction, each error naming its `optim.<field>` override."""
-        for name in ("lr", "min_lr", "weight_decay", "beta1", "beta2", "eps", "grad_clip"):
+        numbers = ("lr", "min_lr", "weight_decay", "beta1", "beta2", "eps", "grad_clip")
+        for name in (*numbers, "muon_lr", "muon_momentum", "muon_weight_decay"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
                 raise ConfigError(f"optim.{name}={value!r} must be a number")
@@ -56,6 +63,9 @@ class OptimConfig:
             ("grad_clip", self.grad_clip >= 0, "must be > 0 (the gradient norm's limit) or 0 (no clipping)"),
             ("warmup_steps", self.warmup_steps >= 0, "must be >= 0"),
             ("decay_steps", self.decay_steps is None or self.decay_steps > 0, "must be > 0 (or null: max_steps)"),
+            ("muon_lr", self.muon_lr > 0, "must be > 0"),
+            ("muon_momentum", 0 <= self.muon_momentum < 1, "must be in [0, 1)"),
+            ("muon_weight_decay", self.muon_weight_decay >= 0, "must be >= 0"),
         )
         for name, ok, rule in checks:
             if not ok:
@@ -80,13 +90,18 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
-OPTIMIZERS = ("adamw", "adam", "sgd")
+OPTIMIZERS = ("adamw", "adam", "sgd", "muon")
+MUON_ADJUST_LR = ("original", "match_rms_adamw")  # torch.optim.Muon's adjust_lr_fn
 
 
 def check_optimizer_choice(cfg: OptimConfig) -> None:
     """optim.name and the step schedule's fields."""
     if cfg.name not in OPTIMIZERS:
         raise ConfigError(f"optim.name={cfg.name!r} is unknown; choose one of {OPTIMIZERS}")
+    if cfg.muon_adjust_lr not in MUON_ADJUST_LR:
+        raise ConfigError(f"optim.muon_adjust_lr={cfg.muon_adjust_lr!r} is unknown; choose one of {MUON_ADJUST_LR}")
+    if cfg.name == "muon" and not hasattr(torch.optim, "Muon"):
+        raise ConfigError(f"optim.name=muon needs torch >= 2.9 (torch.optim.Muon); this is torch {torch.__version__}")
     if cfg.momentum < 0:
         raise ConfigError(f"optim.momentum must be >= 0, got {cfg.momentum}")
     if cfg.schedule == "step":
@@ -106,6 +121,10 @@ def make_optimizer(model: nn.Module, cfg: OptimConfig, *, device_type: str) -> t
     """
     if cfg.name == "adamw":
         return make_adamw(model, cfg, device_type=device_type)
+    if cfg.name == "muon":
+        from lightning_modules.muon import make_muon
+
+        return make_muon(model, cfg, device_type=device_type)
     groups = param_groups(model, cfg.weight_decay)
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
@@ -121,14 +140,12 @@ def _fused(optimizer: type, device_type: str) -> dict:
 
 def make_adamw(model: nn.Module, cfg: OptimConfig, *, device_type: str) -> torch.optim.AdamW:
     """AdamW over decay / no-decay groups, fused on CUDA."""
-    fused = device_type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters
-    return torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay),
-        lr=cfg.lr,
-        betas=(cfg.beta1, cfg.beta2),
-        eps=cfg.eps,
-        **({"fused": True} if fused else {}),
-    )
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), **adamw_settings(cfg, device_type))
+
+
+def adamw_settings(cfg: OptimConfig, device_type: str) -> dict:
+    """AdamW's arguments from optim.*: lr, betas, eps, and fused on CUDA."""
+    return dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, **_fused(torch.optim.AdamW, device_type))
 
 
 def cosine_factor(step: int, *, warmup: int, total: int, min_ratio: float) -> float:

@@ -115,6 +115,17 @@ def check_optim(optim_cfg):
     return OptimConfig(**values)
 
 
+def check_optim_strategy(optim, trainer_cfg) -> None:
+    """Muon orthogonalises whole weight matrices; FSDP hands the optimizer flattened 1-D shards of them."""
+    strategy = trainer_cfg.get("strategy") or ""
+    target = strategy if isinstance(strategy, str) else str(strategy.get("_target_", ""))
+    if optim.name == "muon" and "fsdp" in target.lower():
+        raise ConfigError(
+            f"optim.name=muon cannot train under trainer.strategy={target}: Muon needs whole weight matrices and "
+            f"FSDP gives the optimizer flattened shards; use trainer=ddp with Muon, or optim.name=adamw with FSDP"
+        )
+
+
 # A GPT trains on an endless stream of random windows: an epoch never ends, only max_steps stops it.
 ENDLESS_FAMILIES = ("gpt",)
 
@@ -210,6 +221,16 @@ def check_resume(ckpt: dict, model_cfg, trainer_cfg, path: str) -> Resumed:
     return Resumed(model=saved, wandb_run_id=ckpt.get(WANDB_ID_KEY))
 
 
+def check_resumed_optimizer(ckpt: dict, optim, path: str) -> None:
+    """A checkpoint's optimizer state fits only the optimizer that wrote it (optim.name; older runs: adamw)."""
+    saved = ((ckpt.get("hyper_parameters") or {}).get("optim") or {}).get("name", "adamw")
+    if saved != optim.name:
+        raise ConfigError(
+            f"ckpt_path={path} was trained with optim.name={saved}, but this run has optim.name={optim.name}: "
+            f"resume with optim.name={saved}, or start a new run (no ckpt_path) to train with {optim.name}"
+        )
+
+
 def check_run(cfg: DictConfig):
     """Every check that needs no data, before any work: -> (model config, LightningModule class, Resumed or
     None)."""
@@ -222,6 +243,7 @@ def check_run(cfg: DictConfig):
     module_cls = module_for_config(model_cfg)
     optim = check_optim(cfg.optim)
     check_steps(cfg.trainer, optim, module_cls.family)
+    check_optim_strategy(optim, cfg.trainer)
     check_backend(model_cfg, cfg.trainer)
     if cfg.get("sample") is not None:
         check_sampling(cfg.sample, prefix="sample.", min_samples=0)
@@ -230,5 +252,8 @@ def check_run(cfg: DictConfig):
     if cfg.get("ckpt_path"):
         ckpt = read_checkpoint(cfg.ckpt_path)
         check_family(ckpt, module_cls.family, path=cfg.ckpt_path)
-        saved = check_resume(ckpt, model_cfg, cfg.trainer, str(cfg.ckpt_path))
+        # budget.flops sets trainer.max_steps once the data is known (training/budget.py): no steps to compare yet
+        budget = OmegaConf.select(cfg, "budget.flops", default=None) is not None
+        saved = check_resume(ckpt, model_cfg, {"max_steps": -1} if budget else cfg.trainer, str(cfg.ckpt_path))
+        check_resumed_optimizer(ckpt, optim, str(cfg.ckpt_path))
     return model_cfg, module_cls, saved

@@ -12,6 +12,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from omegaconf import DictConfig, OmegaConf
 
 from training import distributed
+from training.budget import apply_budget
 from training.checkpoint_io import use_atomic_checkpoints
 from training.checks import check_data_family, check_resumed_sizes, check_run
 from training.config import loggable
@@ -45,6 +46,7 @@ def train(cfg: DictConfig) -> float | None:
     if resumed is not None:
         sizes = ("vocab_size", "src_vocab_size", "tgt_vocab_size")
         check_resumed_sizes(resumed.model, model_cfg, str(cfg.ckpt_path), fields=sizes)
+    apply_budget(cfg, model_cfg, module_cls.family)  # budget.flops: trainer.max_steps from the budget
     log.info("Model %s: %.2fM parameters; %s", model_cfg.name, model_cfg.num_params() / 1e6, vocabularies(model_cfg))
     if distributed.env_rank_is_zero():
         log.info("%s", config_tree(cfg))

@@ -1,12 +1,12 @@
 """A few training steps of a tiny GPT on fixed windows, as one process or as 2 CPU ranks, for
 tests/e2e/test_distributed_equivalence.py (never run DDP inside pytest: Lightning re-runs sys.argv for rank 1).
 
-    python tests/e2e/distributed_equivalence.py single|ddp|fsdp <out_dir>
+    python tests/e2e/distributed_equivalence.py single|ddp|fsdp <out_dir> [adamw|muon]
 
 single: one process, batch 2B per step. ddp / fsdp: 2 ranks (gloo), rank r trains on rows [rB, (r+1)B) of the
 same 2B windows. Writes <out_dir>/<mode>.pt (the model's parameters, gathered) and <mode>.json: the logged
-train/grad_norm per step, the norm of the gradient AdamW applied at step 0 (over all shards), and (single, ddp)
-the whole averaged gradient at step 0.
+train/grad_norm per step, the norm of the gradient the optimizer applied at step 0 (over all shards), and (single,
+ddp) the whole averaged gradient at step 0. The optimizer: AdamW (default) or optim.name=muon (Muon + AdamW).
 """
 
 from __future__ import annotations
@@ -26,7 +26,12 @@ from lightning_modules.gpt import GPTLitModule  # noqa: E402
 B, T, STEPS, VOCAB = 4, 16, 3, 24
 BETA1, GRAD_CLIP = 0.9, 0.05  # a limit every step must clip to
 MODEL = dict(vocab_size=VOCAB, block_size=T, n_layer=2, n_head=2, n_embd=16, dropout=0.0, bias=False)
-OPTIM = {"lr": 1e-2, "warmup_steps": 0, "beta1": BETA1, "grad_clip": GRAD_CLIP}
+MUON_MOMENTUM = 0.9
+OPTIMS = {
+    "adamw": {"lr": 1e-2, "warmup_steps": 0, "beta1": BETA1, "grad_clip": GRAD_CLIP},
+    "muon": {"lr": 1e-2, "warmup_steps": 0, "beta1": BETA1, "grad_clip": GRAD_CLIP, "name": "muon",
+             "muon_lr": 0.05, "muon_momentum": MUON_MOMENTUM, "muon_weight_decay": 0.01},
+}  # fmt: skip
 
 
 def union_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -54,16 +59,25 @@ class Probe(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.record["grad_norm"].append(float(trainer.callback_metrics["train/grad_norm"]))
-        if trainer.global_step == 1:  # after the first step AdamW's exp_avg is (1 - beta1) x the applied gradient
-            states = [s["exp_avg"] for s in optimizer_states(trainer)]
-            squares = sum((s.float() ** 2).sum() for s in states)
+        if trainer.global_step == 1:
+            squares = applied_squares(trainer.optimizers[0])
             if isinstance(trainer.strategy.model, _fsdp()):  # each rank holds a shard (DDP: a replica)
                 torch.distributed.all_reduce(squares)
-            self.record["applied_norm"] = float(squares.sqrt()) / (1 - BETA1)
+            self.record["applied_norm"] = float(squares.sqrt())
 
 
-def optimizer_states(trainer) -> list[dict]:
-    return [s for s in trainer.optimizers[0].state.values() if "exp_avg" in s]
+def applied_squares(optimizer) -> torch.Tensor:
+    """The squared norm of the gradient applied in the first step (of this rank's shard under FSDP): AdamW's
+    exp_avg is then (1 - beta1) x that gradient, Muon's momentum_buffer (1 - muon_momentum) x it."""
+    squares = torch.zeros(())
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            if "exp_avg" in state:
+                squares += (state["exp_avg"].float() ** 2).sum() / (1 - BETA1) ** 2
+            elif "momentum_buffer" in state:
+                squares += (state["momentum_buffer"].float() ** 2).sum() / (1 - MUON_MOMENTUM) ** 2
+    return squares
 
 
 def _fsdp():
@@ -102,7 +116,7 @@ def cpu_fsdp():
     )
 
 
-def main(mode: str, out: Path) -> None:
+def main(mode: str, out: Path, optim: str = "adamw") -> None:
     torch.set_num_threads(1)
     L.seed_everything(0)
     strategy = {"single": {}, "ddp": {"strategy": "ddp", "devices": 2}, "fsdp": {"strategy": cpu_fsdp(), "devices": 2}}
@@ -112,7 +126,9 @@ def main(mode: str, out: Path) -> None:
         enable_model_summary=False, use_distributed_sampler=False, callbacks=[probe], **strategy[mode],
     )  # fmt: skip
     torch.manual_seed(0)
-    module = GPTLitModule(model=MODEL, tokenizer={"kind": "char", "chars": "abcdefghijklmnopqrstuvwx"}, optim=OPTIM)
+    module = GPTLitModule(
+        model=MODEL, tokenizer={"kind": "char", "chars": "abcdefghijklmnopqrstuvwx"}, optim=OPTIMS[optim]
+    )
     trainer.fit(module, datamodule=Windows())
     weights = full_parameters(trainer, module)
     if trainer.is_global_zero:
@@ -131,4 +147,4 @@ def full_parameters(trainer, module) -> dict[str, torch.Tensor]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], Path(sys.argv[2]))
+    main(sys.argv[1], Path(sys.argv[2]), *sys.argv[3:])

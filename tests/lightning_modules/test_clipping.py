@@ -1,8 +1,9 @@
 """Gradient clipping under every precision: the gradient the optimizer applies has norm optim.grad_clip on a step
 that must clip, and train/grad_norm logs the true (unscaled) norm before clipping.
 
-The applied gradient is read back from AdamW's state: after the first step exp_avg = (1 - beta1) * g, whatever
-path (fused kernel, GradScaler, FSDP shards) brought g there. FSDP: tests/e2e/test_equivalence.py.
+The applied gradient is read back from the optimizer's state: after the first step AdamW's exp_avg = (1 - beta1) * g
+(optim.name=muon: Muon's momentum_buffer = (1 - muon_momentum) * g), whatever path (fused kernel, GradScaler, FSDP
+shards) brought g there. FSDP: tests/e2e/test_equivalence.py.
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.roll(x, -1, dims=1)
 
 
-def module(grad_clip: float) -> GPTLitModule:
+def module(grad_clip: float, **optim) -> GPTLitModule:
     torch.manual_seed(0)
-    optim = {"grad_clip": grad_clip, "warmup_steps": 0, "beta1": BETA1, "weight_decay": 0.1}
+    optim = {"grad_clip": grad_clip, "warmup_steps": 0, "beta1": BETA1, "weight_decay": 0.1, **optim}
     return GPTLitModule(model=MODEL, tokenizer=TOKENIZER, optim=optim)
 
 
@@ -59,8 +60,10 @@ def applied_norm(optimizer: torch.optim.Optimizer) -> float:
     return float(torch.linalg.vector_norm(torch.stack([s.float().norm() for s in state]))) / (1 - BETA1)
 
 
-def fit_one_step(grad_clip: float, *, fused: bool = False, **trainer_kw) -> tuple[GPTLitModule, L.Trainer, float]:
-    m = module(grad_clip)
+def fit_one_step(
+    grad_clip: float, *, fused: bool = False, optim: dict | None = None, **trainer_kw
+) -> tuple[GPTLitModule, L.Trainer, float]:
+    m = module(grad_clip, **(optim or {}))
     norms = GradNorm()
     trainer = L.Trainer(**{
         "accelerator": "cpu", "max_steps": 1, "logger": False, "enable_checkpointing": False,
@@ -73,7 +76,8 @@ def fit_one_step(grad_clip: float, *, fused: bool = False, **trainer_kw) -> tupl
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(base, "make_optimizer", lambda model, cfg, device_type: make(model, cfg, device_type="cuda"))
             trainer.fit(m, loader)
-        assert trainer.optimizers[0].defaults["fused"] is True
+        optimizer = trainer.optimizers[0]
+        assert getattr(optimizer, "adamw", optimizer).defaults["fused"] is True  # optim.name=muon: its AdamW
     else:
         trainer.fit(m, loader)
     (logged,) = norms.logged
@@ -135,3 +139,35 @@ def test_trainer_gradient_clip_val_is_refused_naming_optim_grad_clip():
                         enable_checkpointing=False, enable_progress_bar=False)  # fmt: skip
     with pytest.raises(ValueError, match=r"trainer.gradient_clip_val=0.5 .* set optim.grad_clip instead"):
         trainer.fit(module(1.0), torch.utils.data.DataLoader([batch()], batch_size=None))
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [dict(precision="32-true"), dict(plugins=[fp16_scaler()]), dict(plugins=[fp16_scaler()], fused=True)],
+    ids=["fp32", "16-mixed", "16-mixed-fused-adamw"],
+)
+def test_muon_clips_its_hidden_matrices_with_the_rest(setup):
+    """optim.name=muon: one norm over both kinds of groups, every gradient scaled by the same factor (and unscaled
+    once under a GradScaler). Muon's first momentum buffer is (1 - muon_momentum) x the gradient it applied."""
+    reference = module(0.0)
+    _, loss = reference(*batch())
+    loss.backward()
+    grads = {n: p.grad for n, p in reference.named_parameters()}
+    clip = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads.values()]))) / 10
+    momentum = 0.9
+    m, trainer, _ = fit_one_step(clip, optim={"name": "muon", "muon_momentum": momentum}, **setup)
+    optimizer = trainer.optimizers[0]
+    names = {id(p): n for n, p in m.named_parameters()}
+    applied = {}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state[p]
+            applied[names[id(p)]] = (
+                state["momentum_buffer"] / (1 - momentum) if group["name"] == "muon" else state["exp_avg"] / (1 - BETA1)
+            )
+    assert sum(1 for n in applied if n.endswith(("c_fc.weight", "c_attn.weight"))) == 4  # Muon's, in the norm
+    total = torch.linalg.vector_norm(torch.stack([a.float().norm() for a in applied.values()]))
+    assert float(total) == pytest.approx(clip, rel=1e-4)
+    tol = dict(rtol=1e-4, atol=1e-7) if setup.get("precision") == "32-true" else dict(rtol=0.1, atol=1e-4)
+    for name, a in applied.items():  # the whole gradient scaled by clip / norm, Muon's matrices too
+        torch.testing.assert_close(a.float(), grads[name] / 10, **tol, msg=lambda msg, n=name: f"{n}: {msg}")

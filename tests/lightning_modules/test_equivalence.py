@@ -1,6 +1,6 @@
-"""Training maths that must not depend on how a run is cut up: a resumed run equals the uninterrupted one, and
-gradient accumulation over k batches of B equals one batch of kB. DDP and FSDP (subprocesses):
-tests/e2e/test_distributed_equivalence.py.
+"""Training maths that must not depend on how a run is cut up: a resumed run equals the uninterrupted one (AdamW
+and optim.name=muon), and gradient accumulation over k batches of B equals one batch of kB. DDP and FSDP
+(subprocesses): tests/e2e/test_distributed_equivalence.py.
 """
 
 from __future__ import annotations
@@ -30,17 +30,20 @@ def one_thread_for_the_module():
 
 STEPS = 6  # the uninterrupted run; the interrupted one dies after the validation (and last.ckpt) at step 3
 OPTIM = {"lr": 1e-2, "min_lr": 1e-3, "warmup_steps": 2, "grad_clip": 0.5}
+MUON = {**OPTIM, "name": "muon", "muon_lr": 0.05, "muon_weight_decay": 0.01}
 
 
 class Record(L.Callback):
-    """Per optimizer step: the LR it used and the windows it trained on."""
+    """Per optimizer step: the LR it used (of the first group; of every group) and the windows it trained on."""
 
     def __init__(self):
         self.lr: dict[int, float] = {}
+        self.lrs: dict[int, list[float]] = {}
         self.windows: dict[int, torch.Tensor] = {}
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.lr[trainer.global_step] = trainer.optimizers[0].param_groups[0]["lr"]
+        self.lrs[trainer.global_step] = [g["lr"] for g in trainer.optimizers[0].param_groups]
+        self.lr[trainer.global_step] = self.lrs[trainer.global_step][0]
         self.windows[trainer.global_step] = batch[0].clone()
 
 
@@ -66,17 +69,19 @@ def datamodule(corpora, tmp_path) -> ShakespeareDataModule:
     return dm
 
 
-def gpt(dm, dropout: float = 0.1) -> GPTLitModule:
+def gpt(dm, dropout: float = 0.1, optim: dict = OPTIM) -> GPTLitModule:
     torch.manual_seed(0)
     model = dict(vocab_size=dm.vocab_size, block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=dropout, bias=False)
-    return GPTLitModule(model=model, tokenizer=dm.tokenizer.state_dict(), optim=OPTIM)
+    return GPTLitModule(model=model, tokenizer=dm.tokenizer.state_dict(), optim=optim)
 
 
-def fit(corpora, run_dir, *, max_steps=STEPS, ckpt_path=None, callbacks=()) -> tuple[GPTLitModule, L.Trainer, Record]:
+def fit(
+    corpora, run_dir, *, max_steps=STEPS, ckpt_path=None, callbacks=(), optim: dict = OPTIM
+) -> tuple[GPTLitModule, L.Trainer, Record]:
     """A run as train.py configures it: validation every 3 steps, last.ckpt at each validation."""
     L.seed_everything(0)
     dm = datamodule(corpora, run_dir)
-    module, record = gpt(dm), Record()
+    module, record = gpt(dm, optim=optim), Record()
     checkpoint = ModelCheckpoint(run_dir / "checkpoints", filename="best", monitor="val/loss", save_last=True)
     trainer = L.Trainer(
         accelerator="cpu", max_steps=max_steps, val_check_interval=3, check_val_every_n_epoch=None,
@@ -92,15 +97,18 @@ def uninterrupted(corpora, tmp_path_factory):
     return fit(corpora, tmp_path_factory.mktemp("uninterrupted"))
 
 
-@pytest.fixture(scope="module")
-def last_ckpt(corpora, tmp_path_factory):
+def died_at_step_3(corpora, run, optim: dict = OPTIM):
     """last.ckpt of a run (max_steps=STEPS) that died at the start of step 3."""
-    run = tmp_path_factory.mktemp("interrupted")
     with pytest.raises(MachineLost):
-        fit(corpora, run, callbacks=[Die(3)])
+        fit(corpora, run, callbacks=[Die(3)], optim=optim)
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 3
     return run / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="module")
+def last_ckpt(corpora, tmp_path_factory):
+    return died_at_step_3(corpora, tmp_path_factory.mktemp("interrupted"))
 
 
 def test_resume_equals_the_uninterrupted_run(uninterrupted, last_ckpt, corpora, tmp_path):
@@ -118,6 +126,30 @@ def test_resume_equals_the_uninterrupted_run(uninterrupted, last_ckpt, corpora, 
     for i, s in state["state"].items():
         for key in ("step", "exp_avg", "exp_avg_sq"):
             torch.testing.assert_close(resumed_state["state"][i][key], s[key], rtol=1e-6, atol=1e-9)
+    scheduler = resumed.lr_scheduler_configs[0].scheduler
+    assert scheduler.state_dict() == trainer.lr_scheduler_configs[0].scheduler.state_dict()
+
+
+def test_muon_resume_equals_the_uninterrupted_run_exactly(corpora, tmp_path_factory):
+    """optim.name=muon: the same weights and optimizer state, bit for bit, and every group's LR at every step."""
+    module, trainer, record = fit(corpora, tmp_path_factory.mktemp("muon"), optim=MUON)
+    last = died_at_step_3(corpora, tmp_path_factory.mktemp("muon_interrupted"), optim=MUON)
+    resumed_module, resumed, resumed_record = fit(corpora, tmp_path_factory.mktemp("muon_resumed"), ckpt_path=last,
+                                                  optim=MUON)  # fmt: skip
+    assert sorted(resumed_record.lrs) == [3, 4, 5]
+    for step in (3, 4, 5):
+        assert torch.equal(resumed_record.windows[step], record.windows[step]), step
+        assert resumed_record.lrs[step] == record.lrs[step], step  # [muon, decay, no_decay]
+        assert record.lrs[step][0] / record.lrs[step][1] == pytest.approx(MUON["muon_lr"] / MUON["lr"]), step
+    for (name, a), (_, b) in zip(module.state_dict().items(), resumed_module.state_dict().items(), strict=True):
+        assert torch.equal(b, a), name
+    state, resumed_state = trainer.optimizers[0].state_dict(), resumed.optimizers[0].state_dict()
+    assert [g["name"] for g in state["param_groups"]] == ["muon", "decay", "no_decay"]
+    assert state["param_groups"] == resumed_state["param_groups"]
+    assert {k for s in state["state"].values() for k in s} == {"momentum_buffer", "step", "exp_avg", "exp_avg_sq"}
+    for i, s in state["state"].items():
+        assert s.keys() == resumed_state["state"][i].keys(), i
+        assert all(torch.equal(resumed_state["state"][i][k], v) for k, v in s.items()), i
     scheduler = resumed.lr_scheduler_configs[0].scheduler
     assert scheduler.state_dict() == trainer.lr_scheduler_configs[0].scheduler.state_dict()
 

@@ -38,6 +38,12 @@ def test_the_presets_pass(preset):
         ({"eps": float("nan")}, "optim.eps=nan must be a number"),
         ({"beta2": True}, "optim.beta2=True must be a number"),
         ({"schedule": "linear"}, "optim.schedule='linear' is unknown"),
+        ({"muon_lr": 0.0}, "optim.muon_lr=0.0 must be > 0"),
+        ({"muon_lr": "fast"}, "optim.muon_lr='fast' must be a number"),
+        ({"muon_momentum": 1.0}, "optim.muon_momentum=1.0 must be in [0, 1)"),
+        ({"muon_momentum": -0.5}, "optim.muon_momentum=-0.5 must be in [0, 1)"),
+        ({"muon_weight_decay": -0.1}, "optim.muon_weight_decay=-0.1 must be >= 0"),
+        ({"muon_adjust_lr": "spectral"}, "optim.muon_adjust_lr='spectral' is unknown; choose one of ('original', "),
     ],
 )
 def test_every_field_is_checked(field, message):

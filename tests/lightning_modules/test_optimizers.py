@@ -87,7 +87,7 @@ def test_step_schedule_after_a_warmup():
 @pytest.mark.parametrize(
     "kw, message",
     [
-        (dict(name="lamb"), r"optim.name='lamb' is unknown; choose one of \('adamw', 'adam', 'sgd'\)"),
+        (dict(name="lamb"), r"optim.name='lamb' is unknown; choose one of \('adamw', 'adam', 'sgd', 'muon'\)"),
         (dict(schedule="step"), r"optim.schedule=step needs optim.step_size.*got None"),
         (dict(schedule="step", step_size=0), r"optim.schedule=step needs optim.step_size"),
         (dict(schedule="step", step_size=5, gamma=1.5), r"optim.gamma must be in \(0, 1\]"),
@@ -97,3 +97,10 @@ def test_step_schedule_after_a_warmup():
 def test_bad_optimizer_settings_name_the_field(kw, message):
     with pytest.raises(ValueError, match=message):
         OptimConfig(**kw)
+
+
+def test_muon_needs_torch_2_9(monkeypatch):
+    monkeypatch.delattr(torch.optim, "Muon")
+    with pytest.raises(ValueError, match=r"^optim.name=muon needs torch >= 2.9 \(torch.optim.Muon\); this is torch "):
+        OptimConfig(name="muon")
+    OptimConfig(name="adamw")  # the others do not need it

@@ -31,6 +31,11 @@ TINY = ["model=gpt_nano", "model.n_layer=2", "model.n_embd=32", "model.n_head=2"
         (["sample.max_new_tokens=0"], "sample.max_new_tokens=0 must be a positive integer"),
         (["model.block_size=16"], "data.block_size=32 is larger than the model's context model.block_size=16"),
         (["model.n_embd=30", "model.n_head=4"], "model.n_embd=30 is not divisible by model.n_head=4"),
+        (
+            ["optim.name=muon", "trainer=fsdp"],
+            "optim.name=muon cannot train under trainer.strategy=lightning.pytorch.strategies.FSDPStrategy: Muon needs",
+        ),
+        (["optim.name=muon", "trainer=cpu", "+trainer.strategy=fsdp"], "optim.name=muon cannot train under trainer.s"),
     ],
 )
 def test_bad_settings_fail_before_any_work(hydra_job, overrides, message):
@@ -38,6 +43,12 @@ def test_bad_settings_fail_before_any_work(hydra_job, overrides, message):
     with pytest.raises(Exception) as err:
         check_run(cfg)
     assert user_error_message(err.value).startswith(message)  # what the user reads (Hydra's wrapper unwrapped)
+
+
+@pytest.mark.parametrize("overrides", [[*TINY, "trainer=ddp"], ["model=seq2seq_small"]])
+def test_muon_is_accepted_under_ddp_and_for_seq2seq(hydra_job, overrides):
+    model_cfg, _, _ = check_run(hydra_job([*overrides, "optim.name=muon"], multirun=False))
+    assert model_cfg is not None
 
 
 def test_a_missing_checkpoint_is_named(hydra_job):
@@ -112,6 +123,15 @@ def test_a_resumed_run_must_keep_the_checkpoints_sizes(hydra_job, tmp_path):
         check_run(cfg)
     _, _, saved = check_run(hydra_job([*TINY, "model.n_embd=64", "model.dropout=0.1", *resume], multirun=False))
     assert saved.model["n_embd"] == 64 and saved.wandb_run_id is None  # dropout may change: it shapes no parameter
+
+
+def test_a_resumed_run_must_keep_the_checkpoints_optimizer(hydra_job, tmp_path):
+    """The optimizer state fits only its optimizer (AdamW's would load into SGD's groups without an error)."""
+    save_checkpoint(tmp_path / "last.ckpt", n_embd=32, step=6)  # no optim settings saved: adamw, the default
+    resume = [*TINY, f"ckpt_path={tmp_path / 'last.ckpt'}", "trainer.max_steps=10"]
+    with pytest.raises(ValueError, match=r"was trained with optim.name=adamw, but this run has optim.name=muon: "):
+        check_run(hydra_job([*resume, "optim.name=muon"], multirun=False))
+    check_run(hydra_job(resume, multirun=False))
 
 
 def test_a_resumed_run_must_have_steps_left(hydra_job, tmp_path):

@@ -40,5 +40,8 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    from training.hydra_errors import explain_unknown_keys
+
+    explain_unknown_keys()  # a misspelt key: "did you mean ...", one line
     sys.argv = sys.argv[:1] + hydra_args(sys.argv[1:])
     main()

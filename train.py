@@ -21,6 +21,7 @@ _jobs_started = 0
 def main(cfg: DictConfig) -> float | None:
     from training.cli import user_errors
     from training.run import train
+    from training.safe_load import trust_checkpoints
     from training.sweep import run_job
 
     global _jobs_started
@@ -28,8 +29,18 @@ def main(cfg: DictConfig) -> float | None:
         os.environ[LAUNCH] = repr(time.time())
     _jobs_started += 1
     with user_errors():  # bad input: one line, exit 1 (HYDRA_FULL_ERROR=1 shows the traceback)
+        trust_checkpoints(bool(cfg.get("trust_checkpoint", False)))  # checkpoints are data unless trusted
         return run_job(cfg, train)  # in a multirun, a failing job is recorded and the sweep goes on
 
 
 if __name__ == "__main__":
+    import sys
+
+    from training.hydra_errors import explain_unknown_keys
+
+    explain_unknown_keys()  # a misspelt key: "did you mean ...", one line
+    if any(a.startswith("ckpt_path=") for a in sys.argv[1:]):  # resuming: the checkpoint run's overrides first
+        from training.resume import resume_argv
+
+        sys.argv = sys.argv[:1] + resume_argv(sys.argv[1:])
     main()

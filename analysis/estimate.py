@@ -1,13 +1,13 @@
 """What a training run will cost, from its composed config alone: parameters, FLOPs and memory.
 
-Nothing is loaded or allocated: the vocabulary size comes from a hint (see `vocab_size`), the
-parameter count is checked against the module built on the meta device.
+Nothing is loaded or allocated: the vocabulary size comes from a hint (see `vocab_size`); parameters and
+FLOPs are counted on the module built on the meta device (models/sizing.py).
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import torch
 from omegaconf import DictConfig
@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from errors import ConfigError
-from models import sizing
+from models import memory, sizing
 from models.gpt import GPTConfig
 from training.checks import build_model_config, check_block_sizes
 
@@ -57,7 +57,6 @@ class Estimate:
     precision: str
     device: str
     max_steps: int
-    meta_params: int
     vocab_source: str = ""
 
     @property
@@ -66,7 +65,7 @@ class Estimate:
 
     @property
     def params(self) -> int:
-        return sizing.num_params(self.model)
+        return self.model.num_params()
 
     @property
     def tokens_per_step(self) -> int:
@@ -75,11 +74,11 @@ class Estimate:
 
     @property
     def flops_per_token(self) -> int:
-        return sizing.flops_per_token(self.model, self.seq_len)
+        return self.model.flops_per_token(self.seq_len)
 
     @property
-    def memory(self) -> sizing.MemoryEstimate:
-        return sizing.memory_estimate(
+    def memory(self) -> memory.MemoryEstimate:
+        return memory.memory_estimate(
             self.model, self.batch_size, self.seq_len, precision=self.precision, device=self.device
         )
 
@@ -91,7 +90,7 @@ def build_estimate(cfg: DictConfig) -> Estimate:
             f"estimate.py sizes GPT models; model._target_={cfg.model.get('_target_')} is not a GPTConfig"
         )
     vocab, source = vocab_size(cfg)
-    model_cfg.vocab_size = vocab
+    model_cfg = replace(model_cfg, vocab_size=vocab)  # validated again
     seq_len = int(cfg.data.block_size)
     check_block_sizes(model_cfg, seq_len)
     devices = cfg.trainer.get("devices", 1)
@@ -104,7 +103,6 @@ def build_estimate(cfg: DictConfig) -> Estimate:
         precision=str(cfg.trainer.get("precision", "32-true")),
         device=device_kind(cfg),
         max_steps=int(cfg.trainer.get("max_steps", 0) or 0),
-        meta_params=sizing.meta_num_params(model_cfg),
         vocab_source=source,
     )
 
@@ -121,6 +119,11 @@ def print_estimate(est: Estimate, *, breakdown: bool = False, console: Console |
         f"vocab {m.vocab_size} (from {est.vocab_source}), context {m.block_size}, bias={m.bias}, "
         f"attention={m.attention}, dropout={m.dropout}"
     )
+    shown = {"name", "n_layer", "n_head", "n_embd", "vocab_size", "block_size", "bias", "attention", "dropout"}
+    changed = [f.name for f in fields(m) if f.name not in shown and getattr(m, f.name) != f.default]  # the options set
+    options = [f"{name}={getattr(m, name)}" for name in changed]
+    if options:
+        console.print(f"options: {', '.join(options)}")
     console.print(
         f"batch {est.batch_size} x block {est.seq_len}, accumulate {est.accumulate}, devices {est.devices}, "
         f"precision {est.precision} on {est.device}"
@@ -131,11 +134,11 @@ def print_estimate(est: Estimate, *, breakdown: bool = False, console: Console |
     table.add_column("parameters", justify="right")
     table.add_column("share", justify="right")
     for key, count in est.counts.items():
-        table.add_row(sizing.COMPONENTS[key], _n(count), f"{100 * count / est.params:.2f}%")
-    check = "equals" if est.meta_params == est.params else "DIFFERS FROM"
+        if count or key != "other":
+            table.add_row(sizing.COMPONENTS[key], _n(count), f"{100 * count / est.params:.2f}%")
     table.add_row("[bold]total[/]", f"[bold]{_n(est.params)}[/]", f"{sizing.human_count(est.params)}", end_section=True)
+    table.caption = "counted on the module built on the meta device (no memory)"
     console.print(table)
-    console.print(f"The module built on the meta device has {_n(est.meta_params)} parameters: {check} the sum.")
 
     if breakdown:
         console.print(breakdown_table(m))
@@ -146,7 +149,7 @@ def print_estimate(est: Estimate, *, breakdown: bool = False, console: Console |
     flops.add_column("value", justify="right")
     n = sizing.matmul_params(m)
     flops.add_row("6·N (N = parameters in matmuls)", f"{6 * n:,}")
-    flops.add_row(f"12·L·T·C (attention, T = {est.seq_len})", f"{12 * m.n_layer * est.seq_len * m.n_embd:,}")
+    flops.add_row(f"12·L·T·C (attention, T = {est.seq_len})", f"{fpt - 6 * n:,}")
     flops.add_row("per token", f"{fpt:,} ({sizing.human_count(fpt)})")
     flops.add_row("tokens per optimizer step", _n(est.tokens_per_step))
     flops.add_row("per optimizer step", f"{fpt * est.tokens_per_step:.3e}")
@@ -172,7 +175,7 @@ def breakdown_table(m: GPTConfig) -> Table:
 
 def memory_table(est: Estimate) -> Table:
     mem = est.memory
-    hb = sizing.human_bytes
+    hb = memory.human_bytes
     table = Table(title=f"Memory per device, one training step ({est.precision}, attention={est.model.attention})")
     table.add_column("part")
     table.add_column("bytes", justify="right")

@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from datamodules.text_tokenizers import default_tiktoken_cache
+from datamodules.text_tokenizers import UnknownCharacters, default_tiktoken_cache
 from datamodules.windows import EvalWindows, load_tokens
 from errors import ConfigError
 from lightning_modules.metrics import VOCAB_TEXT_TOKENS, complete_words, corpus_bleu, corpus_chrf, vocabulary
@@ -87,7 +87,15 @@ def score_gpt(module, datamodule, splits: list[str], cfg: DictConfig, out: Path)
     datamodule.block_size = block
     rows = []
     for split in splits:
-        path = datamodule.tokens_path(split)
+        try:
+            path = datamodule.tokens_path(split)
+        except UnknownCharacters as err:
+            label = datamodule.split(split).source.label  # data.val=held_out.txt
+            where = label if "=" in label else f"data.{split} ({label})"
+            raise ConfigError(
+                f"{where}: {err}; the checkpoint's model knows only the characters of its training text: remove "
+                f"those characters from the file, or score text written with the model's characters"
+            ) from err
         datamodule.check_block_size(split, len(load_tokens(path)))
         loader = DataLoader(EvalWindows(path, block), batch_size=datamodule.val_batch_size, shuffle=False)
         total, count = 0.0, 0

@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from errors import MissingFileError
 
-# Config values a report shows or needs (sizes, tokenizer, W&B project).
+# Config values a report shows or needs (sizes, tokenizer, W&B project), besides every model.* value.
 CONFIG_KEYS = (
     "data.batch_size", "data.block_size", "data.tokenizer", "model.n_embd", "model.n_head", "model.n_layer",
     "model.vocab_size", "model.bias", "model.block_size", "model.name", "model.attention", "logger.wandb.project",
@@ -31,7 +31,6 @@ CONFIG_KEYS = (
     "budget.flops", "budget.chosen.steps", "budget.chosen.tokens", "budget.chosen.flops", "budget.chosen.params",
     "budget.chosen.non_embedding_params",
 )  # fmt: skip
-SIZE_OPTIONS = ("d_ff", "tie_embeddings", "head_bias", "positions")  # GPT options that change the parameter count
 
 
 @dataclass
@@ -125,7 +124,9 @@ def _read_config(run: Path, problems: list[str]) -> dict:
             problems.append(f"{candidate.relative_to(run)} unreadable ({type(err).__name__}: {err})")
             continue
         out = {}
-        for key in CONFIG_KEYS:  # an unresolvable interpolation reads as absent
+        model = OmegaConf.select(cfg, "model", default=None, throw_on_resolution_failure=False)
+        keys = [*CONFIG_KEYS, *(f"model.{k}" for k in (model if OmegaConf.is_dict(model) else ()))]
+        for key in dict.fromkeys(keys):  # an unresolvable interpolation reads as absent
             value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
             if value is not None and not OmegaConf.is_config(value):
                 out[key] = value
@@ -188,29 +189,23 @@ def read_run(path: Path) -> Run:
 
 
 def _params_from_config(cfg: dict) -> int | None:
-    """Parameter count from a GPT's sizes, for runs that did not get to write measure.json."""
+    """Parameter count from a GPT's config (every model field the run's config.yaml has), for runs that did not get
+    to write measure.json."""
+    import dataclasses
+
     from analysis.estimate import KNOWN_VOCAB
-    from models import sizing
     from models.gpt import GPTConfig
 
     if family(cfg) != "gpt":
         return None
-    vocab = cfg.get("model.vocab_size") if "model.vocab_size" in cfg else KNOWN_VOCAB.get(cfg.get("data.tokenizer"))
-    options = {k: cfg[f"model.{k}"] for k in SIZE_OPTIONS if f"model.{k}" in cfg}
+    fields = {f.name for f in dataclasses.fields(GPTConfig)}
+    model = {k[len("model.") :]: v for k, v in cfg.items() if k.startswith("model.") and k[len("model.") :] in fields}
+    vocab = model.get("vocab_size") or KNOWN_VOCAB.get(cfg.get("data.tokenizer"))
     try:
-        model = GPTConfig(
-            vocab_size=int(vocab),
-            block_size=int(cfg.get("model.block_size") or cfg["data.block_size"]),
-            n_layer=int(cfg["model.n_layer"]),
-            n_head=int(cfg["model.n_head"]),
-            n_embd=int(cfg["model.n_embd"]),
-            bias=bool(cfg.get("model.bias", False)),
-            vocab_multiple=int(cfg.get("model.vocab_multiple") or 1),
-            **options,
-        )
+        model.update(vocab_size=int(vocab), block_size=int(model.get("block_size") or cfg["data.block_size"]))
+        return GPTConfig(**model).num_params()
     except (KeyError, TypeError, ValueError):
         return None
-    return sizing.num_params(model)
 
 
 def _labels(runs: list[Run]) -> None:

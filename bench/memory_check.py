@@ -1,4 +1,4 @@
-"""The memory estimate (models/sizing.py) against what training really holds.
+"""The memory estimate (models/memory.py) against what training really holds.
 
     python bench/memory_check.py                                  # CPU, float32, CPU-sized configs
     python bench/memory_check.py --device cuda --precision bf16-mixed --sizes gpu
@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # The configurations measured: bench/memory_sizes.csv (a "cpu" and a "gpu" set, differing in batch, block,
-# width, depth, attention kernel, dropout and vocabulary).
+# width, depth, attention kernel, dropout, vocabulary and the GPT's options: `options` holds model overrides,
+# e.g. "positions=rope normalization=rmsnorm").
 SIZES_FILE = Path(__file__).with_name("memory_sizes.csv")
 
 
@@ -42,7 +43,14 @@ def load_sizes(kind: str) -> list[tuple]:
     return [tuple(int(r[k]) if k in ints else float(r[k]) if k == "dropout" else r[k] for k in KEYS) for r in rows]
 
 
-KEYS = ("name", "batch", "block", "n_embd", "n_head", "n_layer", "vocab", "attention", "dropout")
+KEYS = ("name", "batch", "block", "n_embd", "n_head", "n_layer", "vocab", "attention", "dropout", "options")
+
+
+def model_options(options: str) -> dict:
+    """Model overrides "positions=rope n_kv_head=2" -> {"positions": "rope", "n_kv_head": 2}, typed as YAML."""
+    import yaml
+
+    return {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in options.split())}
 
 
 def _tensor_bytes(tensors) -> int:
@@ -78,8 +86,8 @@ def worker(spec: dict) -> dict:
 
     from lightning_modules.gpt import GPTLitModule
     from lightning_modules.hardware import current_memory, peak_memory, reset_peak_memory
-    from models import sizing
     from models.gpt import GPTConfig
+    from models.memory import memory_estimate
 
     device, precision = spec["device"], spec["precision"]
     torch_device = torch.device(device)
@@ -125,9 +133,9 @@ def worker(spec: dict) -> dict:
         trainer.fit(module, train_dataloaders=DataLoader(Batches(b, t, cfg.vocab_size), batch_size=None))
         return module
 
-    name, b, t, c, h, n_layer, v, attention, dropout = (spec[k] for k in KEYS)
+    name, b, t, c, h, n_layer, v, attention, dropout, options = (spec.get(k, "") for k in KEYS)
     cfg = GPTConfig(vocab_size=v, block_size=t, n_layer=n_layer, n_head=h, n_embd=c, dropout=dropout,
-                    bias=False, attention=attention)  # fmt: skip
+                    bias=False, attention=attention, **model_options(options))  # fmt: skip
     # Warm-up: imports, thread pools, CUDA context and cuBLAS workspaces, all in place before the baseline.
     warm = fit(GPTConfig(vocab_size=65, block_size=16, n_layer=1, n_head=2, n_embd=32), 2, 16, 2)
     del warm
@@ -144,10 +152,10 @@ def worker(spec: dict) -> dict:
     model = module.model.to(torch_device)
     x = torch.randint(0, v, (b, t), device=torch_device)
     saved = saved_activation_bytes(model, x, x, device=device, precision=precision)
-    est = sizing.memory_estimate(cfg, b, t, precision=precision, device=device)
+    est = memory_estimate(cfg, b, t, precision=precision, device=device)
     return {
         **spec,
-        "params": sizing.num_params(cfg),
+        "params": cfg.num_params(),
         "estimate": est.to_dict(),
         "held": holdings.held,
         "saved_activations": saved,
@@ -161,7 +169,7 @@ MiB = 1024 * 1024
 def table(rows: list[dict], *, device: str) -> str:
     measured = "CUDA allocator peak" if device == "cuda" else "peak RSS growth"
     head = (
-        "| config | batch | block | n_embd | layers | attention | parameters | W+G+AdamW est. / held (MiB) | "
+        "| config | batch | block | n_embd | layers | attention, options | parameters | W+G+AdamW est. / held (MiB) | "
         f"activations est. / saved (MiB) | est. peak (MiB) | {measured} (MiB) | est. / measured |"
     )
     lines = [head, "|" + "---|" * 12]
@@ -172,7 +180,8 @@ def table(rows: list[dict], *, device: str) -> str:
         match = "=" if states == held_sum else "≠"
         lines.append(
             f"| {r['name']} | {r['batch']} | {r['block']} | {r['n_embd']} | {r['n_layer']} | {r['attention']}"
-            f"{', dropout ' + str(r['dropout']) if r['dropout'] else ''} | {r['params']:,} | "
+            f"{', dropout ' + str(r['dropout']) if r['dropout'] else ''}"
+            f"{', ' + r['options'] if r.get('options') else ''} | {r['params']:,} | "
             f"{states / MiB:.2f} {match} {held_sum / MiB:.2f} | "
             f"{e['activations'] / MiB:.2f} / {r['saved_activations'] / MiB:.2f} | {e['total'] / MiB:.1f} | "
             f"{r['peak'] / MiB:.1f} | {e['total'] / r['peak']:.2f} |"

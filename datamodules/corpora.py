@@ -64,7 +64,11 @@ def check_gpt2_bpe(data_dir: Path) -> list[str]:
 
 
 def fetch_shakespeare(data_dir: Path) -> None:
-    fetch(URL, data_dir / FILENAME, size=SIZE, md5=MD5)
+    hint = (
+        f"Without network: copy {FILENAME} ({SIZE:,} bytes, md5 {MD5}) from another machine into "
+        f"{data_dir.resolve()}, then run `make data` again."
+    )
+    fetch(URL, data_dir / FILENAME, size=SIZE, md5=MD5, hint=hint)
 
 
 def fetch_multi30k(data_dir: Path) -> None:

@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from datamodules.pair_splits import Names, as_list
 from datamodules.parallel_text import Pairs, drop_empty
 from datamodules.text import TextDataModule
-from datamodules.translation import Names, ParallelCorpusDataModule, as_list
+from datamodules.translation import ParallelCorpusDataModule
 from errors import ConfigError
 
 ROWS_PER_BATCH = 1000

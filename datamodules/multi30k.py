@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from datamodules.files import CorpusUnavailable, atomic_write, fetch, md5sum
-from datamodules.translation import SPLITS, ParallelCorpusDataModule
+from datamodules.pair_splits import SPLITS
+from datamodules.translation import ParallelCorpusDataModule
 from errors import ConfigError
 
 MULTI30K_COMMIT = "a3d2e0d26b56f3846f66a952536ffed4e401d05a"

@@ -23,6 +23,10 @@ class Tokenizer(Protocol):
     def state_dict(self) -> dict: ...
 
 
+class UnknownCharacters(ConfigError):
+    """Text to encode holds characters the char vocabulary (the training text's characters) does not have."""
+
+
 class CharTokenizer:
     """One token per character of the training corpus (nanoGPT's shakespeare_char)."""
 
@@ -55,7 +59,7 @@ class CharTokenizer:
             ids = np.minimum(np.searchsorted(self._codepoints, points), self.vocab_size - 1)
             if not np.array_equal(self._codepoints[ids], points):
                 unknown = sorted({chr(c) for c in points[self._codepoints[ids] != points][:1000].tolist()})
-                raise ConfigError(
+                raise UnknownCharacters(
                     f"the text holds characters outside the model's character vocabulary: {unknown[:20]!r}"
                 )
             out.append(ids.astype(np.int64))
@@ -86,7 +90,8 @@ class TiktokenTokenizer:
             raise RuntimeError(
                 f"tiktoken encoding {encoding!r} could not be loaded ({type(err).__name__}: {err}). "
                 f"Without network access, point TIKTOKEN_CACHE_DIR at a folder with its cached files "
-                f"(now TIKTOKEN_CACHE_DIR={cache}; here: ../shared/data/tiktoken)."
+                f"(now TIKTOKEN_CACHE_DIR={cache}); `make data` fetches them into <DATA_DIR>/tiktoken where it has "
+                f"network, and that folder can be copied."
             ) from err
         self.vocab_size = self.enc.n_vocab
         self.eot = self.enc.eot_token

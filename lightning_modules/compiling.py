@@ -1,5 +1,6 @@
 """torch.compile for the families' models: the whole model as one graph, or each transformer block.
 
+Both compile in place (nn.Module.compile), so parameter names and checkpoints are those of the plain model.
 `compile_scope=model` compiles one graph of the whole forward (fastest steps, the longest compile).
 `compile_scope=blocks` compiles every `models.blocks.Block` in place; identical blocks share one compiled
 graph (PyTorch's "regional compilation"), so the compile costs about one layer's instead of the whole
@@ -9,7 +10,6 @@ model's, which matters for runs of a minute or less. Sampling and beam search ru
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -29,19 +29,18 @@ def check_compile_options(scope: str, mode: str | None) -> None:
         raise ConfigError("module.compile_scope=blocks needs torch>=2.6 (torch.compiler.set_stance); use model")
 
 
-def compile_model(model: nn.Module, *, scope: str = "model", mode: str | None = None) -> Callable:
-    """What the LightningModule calls in training: a compiled view of `model` (scope=model; not a registered
-    submodule, so checkpoints keep plain parameter names), or `model` itself with its blocks compiled in
-    place (scope=blocks; in-place compiling keeps parameter names too)."""
+def compile_model(model: nn.Module, *, scope: str = "model", mode: str | None = None) -> None:
+    """Compile `model` in place (nn.Module.compile): the whole forward (scope=model) or each Block (scope=blocks).
+    In place, parameter names stay as they are, so checkpoints never hold `_orig_mod.` keys."""
     from models.blocks import Block
 
     check_compile_options(scope, mode)
     if scope == "model":
-        return torch.compile(model, mode=mode)
+        model.compile(mode=mode)
+        return
     for module in model.modules():
         if isinstance(module, Block):
             module.compile(mode=mode)
-    return model
 
 
 def eager() -> contextlib.AbstractContextManager:

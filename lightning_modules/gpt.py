@@ -39,21 +39,21 @@ class GPTLitModule(TformerModule):
         check_compile_options(compile_scope, compile_mode)
         new = isinstance(model, GPTConfig)
         self.config = model if new else GPTConfig(**model)
-        model = self.config.to_dict()  # the checkpoint keeps plain values (save_hyperparameters reads the locals)
-        self.save_hyperparameters()
+        self.save_hyperparameters(  # plain values: the checkpoint alone rebuilds model and tokenizer
+            {"model": self.config.to_dict(), "tokenizer": tokenizer, "optim": optim, "compile": compile,
+             "compile_mode": compile_mode, "compile_scope": compile_scope}
+        )  # fmt: skip
         self.optim_cfg = OptimConfig(**(optim or {}))
         self.model = GPT(self.config)
         if new and self.config.init_from:
             load_gpt2(self.model)
         self.tokenizer = build_tokenizer(tokenizer)
         self.val_loss = MeanMetric()
-        # Compiled (a view of the whole model, or its blocks in place), never a registered submodule:
-        # checkpoints keep plain parameter names.
-        object.__setattr__(self, "_forward", compile_model(self.model, scope=compile_scope, mode=compile_mode)
-                           if compile else self.model)  # fmt: skip
+        if compile:
+            compile_model(self.model, scope=compile_scope, mode=compile_mode)  # in place: parameter names stay
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        return self._forward(idx, targets)
+        return self.model(idx, targets)
 
     def training_step(self, batch, batch_idx):
         x, y = batch

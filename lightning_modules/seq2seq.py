@@ -24,7 +24,7 @@ from lightning_modules.base import TformerModule
 from lightning_modules.metrics import corpus_bleu
 from lightning_modules.optim import OptimConfig
 from models.decoding import Decoding, beam_search, greedy_search
-from models.seq2seq import Seq2SeqConfig, build_seq2seq
+from models.seq2seq import Seq2SeqConfig
 
 FAMILY = "seq2seq"
 log = logging.getLogger("tformer")
@@ -72,19 +72,23 @@ class Seq2SeqLitModule(TformerModule):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"module.{name} must be a positive integer, got {value!r}")
         self.config = model if isinstance(model, Seq2SeqConfig) else Seq2SeqConfig(**model)
-        model = self.config.to_dict()  # the checkpoint keeps plain values (save_hyperparameters reads the locals)
-        # Not sent to the loggers: the tokenizer's JSON is large, and train.py logs the whole config.
-        self.save_hyperparameters(logger=False)
+        hparams = dict(model=self.config.to_dict(), tokenizer=tokenizer, optim=optim, compile=compile,
+                       label_smoothing=label_smoothing, val_bleu=val_bleu, val_beam_size=val_beam_size,
+                       beam_size=beam_size, length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,
+                       num_examples=num_examples)  # fmt: skip
+        # Plain values: the checkpoint alone rebuilds model and tokenizer. Not sent to the loggers: the tokenizer's
+        # JSON is large, and train.py logs the whole config.
+        self.save_hyperparameters(hparams, logger=False)
         self.optim_cfg = OptimConfig(**(optim or {}))
-        self.model = build_seq2seq(self.config)  # model.impl: native, or torch.nn.Transformer
+        self.model = self.config.build()  # model.impl: native, or torch.nn.Transformer
         self.tokenizer = build_pair_tokenizer(tokenizer)
         self._check_vocab()
         self.pad_id, self.bos_id, self.eos_id = self.tokenizer.pad_id, self.tokenizer.bos_id, self.tokenizer.eos_id
         self.val_loss = MeanMetric()
         self._outputs: list[tuple[int, str, str, str]] = []  # (idx, source, reference, hypothesis)
         self._signature_logged = False
-        # A compiled view that is not a registered submodule: checkpoints keep plain parameter names.
-        object.__setattr__(self, "_forward", torch.compile(self.model) if compile else self.model)
+        if compile:
+            self.model.compile()  # in place: parameter names stay; decoding calls encode/decode, never compiled
 
     def _check_vocab(self) -> None:
         """The model's vocabularies are the tokenizer's: one joint vocab_size, or (a tokenizer with separate source
@@ -99,7 +103,7 @@ class Seq2SeqLitModule(TformerModule):
 
     # -- training
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
-        return self._forward(src, tgt_in, src.eq(self.pad_id))
+        return self.model(src, tgt_in, src.eq(self.pad_id))
 
     def _loss(self, logits: torch.Tensor, tgt_out: torch.Tensor, smoothing: float) -> torch.Tensor:
         """Mean over non-pad target tokens of the (label-smoothed) cross-entropy."""

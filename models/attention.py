@@ -1,11 +1,18 @@
 """One multi-head attention module for causal self-, bidirectional self- and cross-attention.
 
-Shapes: B batch, T query length, S key length, C = n_embd, H = n_head, D = C // H.
+Grouped-query attention: n_kv_head (G) key/value heads, each shared by n_head / n_kv_head query heads (G = 1:
+multi-query; G = H, the default: plain multi-head attention), through SDPA's enable_gqa, so the fused kernels run
+and the KV cache holds G heads. Rotary positions (RoFormer) rotate q and k by their absolute positions, so that
+q·k depends on the positions' difference only; cached keys are stored rotated. QK-norm normalises each head's
+queries and keys (over D, before the rotation).
+
+Shapes: B batch, T query length, S key length, C = n_embd, H = n_head, G = n_kv_head, D = C // H.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -20,7 +27,7 @@ class KVCache:
     """Preallocated key/value buffers of one attention layer: appending costs O(new tokens)."""
 
     def __init__(self, batch: int, n_head: int, max_len: int, head_dim: int, *, device, dtype):
-        shape = (batch, n_head, max_len, head_dim)
+        shape = (batch, n_head, max_len, head_dim)  # n_head: the layer's key/value heads (G)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.len = 0
@@ -30,7 +37,7 @@ class KVCache:
         return self.k.size(2)
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store (B, H, t, D) new keys/values; return all keys/values so far (B, H, len, D)."""
+        """Store (B, G, t, D) new keys/values; return all keys/values so far (B, G, len, D)."""
         end = self.len + k.size(2)
         if end > self.max_len:
             raise RuntimeError(f"KV cache overflow: {end} positions > capacity {self.max_len}")
@@ -45,6 +52,20 @@ class KVCache:
         self.v = self.v.index_select(0, index)
 
 
+def rotary_tables(max_len: int, head_dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotary angles pos * base^(-2i/D), each (max_len, D/2)."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (D/2,)
+    angles = torch.arange(max_len, dtype=torch.float32)[:, None] * inv_freq[None, :]  # (max_len, D/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the channel pairs (i, i + D/2) of x (B, H, T, D) by their position's angles: cos, sin (T, D/2)."""
+    x1, x2 = x.chunk(2, dim=-1)  # 2 x (B, H, T, D/2)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
 def math_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -54,8 +75,11 @@ def math_attention(
 ) -> torch.Tensor:
     """Explicit softmax(QK^T / sqrt(D)) V, the reference the fused kernels must match.
 
+    q (B, H, T, D); k, v (B, G, S, D), each key/value head serving H / G query heads (as SDPA's enable_gqa).
     attn_mask is boolean, broadcastable to (B, H, T, S), True where attending is allowed.
     """
+    if k.size(1) != q.size(1):
+        k, v = (z.repeat_interleave(q.size(1) // k.size(1), dim=1) for z in (k, v))  # (B, H, S, D)
     att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.size(-1)))  # (B, H, T, S)
     if attn_mask is not None:
         att = att.masked_fill(~attn_mask, float("-inf"))
@@ -79,7 +103,7 @@ def build_mask(
     which is what a KV cache needs. key_padding_mask is (B, S) with True at padding.
     """
     mask = None
-    if causal and not (t == 1):
+    if causal:
         mask = torch.ones(t, s, dtype=torch.bool, device=device).tril(diagonal=s - t)[None, None]
     if key_padding_mask is not None:
         keep = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, S)
@@ -88,43 +112,63 @@ def build_mask(
 
 
 class Attention(nn.Module):
-    """Multi-head attention; `cross=True` takes keys/values from a separate memory sequence."""
+    """Multi-head attention with n_kv_head (default n_head) key/value heads; `cross=True` takes keys/values from a
+    separate memory sequence; qk_norm(D) builds the norm of each head's queries and keys (self-attention)."""
 
     def __init__(
         self,
         n_embd: int,
         n_head: int,
         *,
+        n_kv_head: int | None = None,
         dropout: float = 0.0,
         bias: bool = True,
         causal: bool = False,
         cross: bool = False,
         backend: Backend = "sdpa",
+        qk_norm: Callable[[int], nn.Module] | None = None,
     ):
         super().__init__()
-        if n_embd % n_head != 0:
-            raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}")
+        n_kv_head = n_kv_head or n_head
+        if n_embd % n_head != 0 or n_head % n_kv_head != 0:
+            raise ValueError(f"n_embd={n_embd}, n_head={n_head}, n_kv_head={n_kv_head}: the heads must divide evenly")
         if backend not in BACKENDS:
             raise ValueError(f"attention backend {backend!r} is unknown; choose one of {BACKENDS}")
         if causal and cross:
             raise ValueError("cross-attention is never causal")
-        self.n_head, self.head_dim = n_head, n_embd // n_head
+        if cross and qk_norm is not None:
+            raise ValueError("qk_norm is an option of self-attention")
+        self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, n_embd // n_head
         self.causal, self.cross, self.backend, self.dropout = causal, cross, backend, dropout
+        kv = n_kv_head * self.head_dim  # G·D
         if cross:
             self.c_q = nn.Linear(n_embd, n_embd, bias=bias)
-            self.c_kv = nn.Linear(n_embd, 2 * n_embd, bias=bias)
+            self.c_kv = nn.Linear(n_embd, 2 * kv, bias=bias)
         else:
-            self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)  # fused q, k, v
+            self.c_attn = nn.Linear(n_embd, n_embd + 2 * kv, bias=bias)  # fused q (C), k and v (G·D each)
+        self.qk_norm = qk_norm is not None
+        if self.qk_norm:  # each head's queries and keys normalised over D
+            self.q_norm, self.k_norm = qk_norm(self.head_dim), qk_norm(self.head_dim)
         self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.resid_dropout = nn.Dropout(dropout)
 
+    @property
+    def qkv_widths(self) -> tuple[int, int, int]:
+        """Output widths of the query, key and value projections (models/sizing.py splits c_attn by them)."""
+        q, kv = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
+        return q, kv, kv
+
+    @property
+    def qkv_heads(self) -> tuple[int, int, int]:
+        return self.n_head, self.n_kv_head, self.n_kv_head
+
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, c = x.shape
-        return x.view(b, t, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        b, t, width = x.shape
+        return x.view(b, t, width // self.head_dim, self.head_dim).transpose(1, 2)  # (B, H or G, T, D)
 
     def project_memory(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values of a cross-attention memory (B, S, C) -> 2 x (B, H, S, D); cacheable."""
-        k, v = self.c_kv(memory).split(self.n_head * self.head_dim, dim=2)
+        """Keys and values of a cross-attention memory (B, S, C) -> 2 x (B, G, S, D); cacheable."""
+        k, v = self.c_kv(memory).split(self.n_kv_head * self.head_dim, dim=2)
         return self._heads(k), self._heads(v)
 
     def forward(
@@ -135,30 +179,41 @@ class Attention(nn.Module):
         memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
         key_padding_mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """x (B, T, C) -> (B, T, C).
 
-        Self-attention: keys come from x (and from `cache`, which is extended in place).
+        Self-attention: keys come from x (and from `cache`, which is extended in place); `rope` is the cos and
+        sin (T, D/2) of x's positions (after the cached ones), applied to q and k.
         Cross-attention: keys come from `memory` (B, S, C) or precomputed `memory_kv`.
         key_padding_mask (B, S) is True at padded key positions.
         """
         b, t, c = x.shape
         if self.cross:
-            q = self._heads(self.c_q(x))
-            k, v = memory_kv if memory_kv is not None else self.project_memory(memory)
+            q = self._heads(self.c_q(x))  # (B, H, T, D)
+            k, v = memory_kv if memory_kv is not None else self.project_memory(memory)  # (B, G, S, D)
         else:
-            q, k, v = (self._heads(z) for z in self.c_attn(x).split(c, dim=2))
+            q, k, v = (self._heads(z) for z in self.c_attn(x).split(self.qkv_widths, dim=2))
+            if self.qk_norm:
+                q, k = self.q_norm(q), self.k_norm(k)
+            if rope is not None:
+                q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
             if cache is not None:
-                k, v = cache.append(k, v)
+                k, v = cache.append(k, v)  # (B, G, S, D): every key so far
         s = k.size(2)
         dropout_p = self.dropout if self.training else 0.0
-        mask = build_mask(t, s, causal=self.causal, key_padding_mask=key_padding_mask, device=x.device)
+        # One query (cached decoding) may see every key: causality masks something only for T > 1. The square
+        # causal case without padding is SDPA's is_causal (flash kernels apply, no mask is built).
+        causal = self.causal and t > 1
+        is_causal = causal and t == s and key_padding_mask is None and self.backend != "math"
+        mask = None if is_causal else build_mask(t, s, causal=causal, key_padding_mask=key_padding_mask,
+                                                 device=x.device)  # fmt: skip
         if self.backend == "math":
             y = math_attention(q, k, v, mask, dropout_p)
         else:
-            # Plain causal attention without padding goes through is_causal so flash kernels apply.
-            is_causal = self.causal and t == s and key_padding_mask is None and t > 1
-            kwargs = dict(attn_mask=None if is_causal else mask, dropout_p=dropout_p, is_causal=is_causal)
+            kwargs = dict(attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
+            if self.n_kv_head != self.n_head:
+                kwargs["enable_gqa"] = True
             if self.backend == "flash":
                 y = _flash_sdpa(q, k, v, **kwargs)
             else:

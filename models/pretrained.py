@@ -32,7 +32,6 @@ GPT2_SIZES = {  # (n_layer, n_head, n_embd)
     "gpt2-large": (36, 20, 1280),  # 774M
     "gpt2-xl": (48, 25, 1600),  # 1558M
 }
-GPT2_VOCAB = 50257
 GPT2_CONTEXT = 1024
 # GPT-2's architecture at every size. HF's "gelu_new" is the tanh approximation of GELU (nanoGPT uses the
 # exact one, so its logits differ slightly from OpenAI's).
@@ -41,6 +40,10 @@ GPT2_ARCHITECTURE = dict(
     positions="learned",
     activation="gelu_tanh",
     d_ff=None,
+    n_kv_head=None,
+    normalization="layernorm",
+    qk_norm=False,
+    logit_softcap=None,
     bias=True,
     tie_embeddings=True,
     head_bias=False,
@@ -52,8 +55,9 @@ CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight",
 HF_BUFFERS = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers of older transformers versions
 
 
-def apply_pretrained_config(cfg) -> None:
-    """Give a GPTConfig with `init_from` the fields GPT-2's weights dictate (logging those that change)."""
+def pretrained_fields(cfg) -> dict:
+    """The fields GPT-2's weights dictate for a GPTConfig with `init_from` (logging those that change): GPT-2's
+    architecture, and a named checkpoint's sizes. The vocabulary stays the data's (load_gpt2 checks it)."""
     if not isinstance(cfg.init_from, str) or not cfg.init_from:
         raise ConfigError(
             f"model.init_from must be a GPT-2 name {tuple(GPT2_SIZES)} or a directory, got {cfg.init_from!r}"
@@ -61,21 +65,20 @@ def apply_pretrained_config(cfg) -> None:
     fields = dict(GPT2_ARCHITECTURE)
     if cfg.init_from in GPT2_SIZES:
         n_layer, n_head, n_embd = GPT2_SIZES[cfg.init_from]
-        fields.update(n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=GPT2_VOCAB)
+        fields.update(n_layer=n_layer, n_head=n_head, n_embd=n_embd)
         if isinstance(cfg.block_size, int) and cfg.block_size > GPT2_CONTEXT:
             raise ConfigError(
                 f"model.block_size={cfg.block_size} exceeds the {GPT2_CONTEXT} positions of model.init_from="
                 f"{cfg.init_from}: use data.block_size <= {GPT2_CONTEXT}"
             )
     changed = {k: (getattr(cfg, k), v) for k, v in fields.items() if getattr(cfg, k) != v}
-    for key, value in fields.items():
-        setattr(cfg, key, value)
     if changed:
         log.info(
             "model.init_from=%s sets %s",
             cfg.init_from,
             ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items()),
         )
+    return fields
 
 
 def convert_gpt2_state_dict(hf_state: dict[str, torch.Tensor], *, block_size: int | None = None) -> dict:

@@ -21,14 +21,13 @@ import torch
 from torch import nn
 
 from errors import ConfigError
-from models import sizing
 from models.attention import KVCache
-from models.blocks import Block, ModelConfig, sinusoidal_positions
+from models.blocks import NORMS, POSITIONS, Block, ModelConfig, sinusoidal_positions
 
 IMPLS = ("native", "torch")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Seq2SeqConfig(ModelConfig):
     """Every size of the encoder-decoder. Validated on construction, errors name the config field."""
 
@@ -54,8 +53,8 @@ class Seq2SeqConfig(ModelConfig):
     impl: str = "native"  # native (this file: KV cache, every attention backend) | torch (torch.nn.Transformer)
 
     integer_fields = ("vocab_size", "max_len", "n_enc_layer", "n_dec_layer", "n_head", "n_embd", "d_ff")
-    count_params = sizing.seq2seq_num_params
-    count_flops = sizing.seq2seq_flops_per_token  # per target token, a source of the same length
+    choices = {"norm": NORMS, "positions": POSITIONS, "activation": ("gelu", "gelu_tanh", "relu")}
+    family = "seq2seq model"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -69,6 +68,19 @@ class Seq2SeqConfig(ModelConfig):
         self.check_vocab()
 
     @property
+    def max_seq_len(self) -> int:
+        """FLOPs are per target token, with a source of the same length."""
+        return self.max_len
+
+    def build(self) -> Seq2SeqBase:
+        """The encoder-decoder of `impl`: native (this file) or torch (models/seq2seq_torch.py)."""
+        if self.impl == "torch":
+            from models.seq2seq_torch import Seq2SeqTorch
+
+            return Seq2SeqTorch(self)
+        return Seq2Seq(self)
+
+    @property
     def src_vocab(self) -> int:
         return self.vocab_size if self.src_vocab_size is None else self.src_vocab_size
 
@@ -77,8 +89,8 @@ class Seq2SeqConfig(ModelConfig):
         return self.vocab_size if self.tgt_vocab_size is None else self.tgt_vocab_size
 
     def check_vocab(self) -> None:
-        """Vocabulary sizes (they may be set after construction, from the tokenizer): positive, and tied
-        embeddings only over one joint vocabulary."""
+        """Vocabulary sizes (the data's, given with dataclasses.replace): positive, and tied embeddings only over
+        one joint vocabulary."""
         for name in ("vocab_size", "src_vocab_size", "tgt_vocab_size"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
@@ -105,7 +117,6 @@ class Seq2SeqBase(nn.Module):
     def __init__(self, config: Seq2SeqConfig):
         super().__init__()
         self.config = c = config
-        c.check_vocab()
         self.src_emb = nn.Embedding(c.src_vocab, c.n_embd)
         self.tgt_emb = self.src_emb if c.tie_embeddings else nn.Embedding(c.tgt_vocab, c.n_embd)
         if c.positions == "learned":
@@ -125,12 +136,6 @@ class Seq2SeqBase(nn.Module):
 
     def init_weights(self) -> None:
         raise NotImplementedError
-
-    def num_params(self, *, non_embedding: bool = False) -> int:
-        """Parameters of the module, tied weights counted once; non_embedding: without the embeddings, positions
-        and output head."""
-        outer = ("src_emb.", "tgt_emb.", "enc_pos.", "dec_pos.", "lm_head.")
-        return sum(p.numel() for name, p in self.named_parameters() if not (non_embedding and name.startswith(outer)))
 
     def _embed(self, ids: torch.Tensor, emb: nn.Embedding, side: str, start: int = 0) -> torch.Tensor:
         t = ids.size(1)
@@ -213,12 +218,3 @@ class Seq2Seq(Seq2SeqBase):
         for i, block in enumerate(self.decoder):
             x = block(x, memory_kv=memory_kv[i], memory_pad_mask=src_pad_mask, cache=cache[i] if cache else None)
         return self.lm_head(self.dec_ln(x))
-
-
-def build_seq2seq(config: Seq2SeqConfig) -> Seq2SeqBase:
-    """The encoder-decoder of `config.impl`: native (this file) or torch (models/seq2seq_torch.py)."""
-    if config.impl == "torch":
-        from models.seq2seq_torch import Seq2SeqTorch
-
-        return Seq2SeqTorch(config)
-    return Seq2Seq(config)

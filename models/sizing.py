@@ -1,133 +1,62 @@
-"""How big a model is before it exists: parameters per component, training FLOPs and a memory estimate.
+"""Parameters and training FLOPs of a model config, read off its module built on the meta device.
 
-The one home of this arithmetic: `GPTConfig.num_params()` / `Seq2SeqConfig.num_params()` and their
-`flops_per_token()` call it. Everything here is arithmetic on a config, so a 175B-parameter model is sized
-in microseconds; `meta_num_params` builds the real module on the meta device (no memory) to check it.
-
-Shapes: B batch, T sequence length, C = n_embd, H = n_head, D = C // H, L = n_layer, V = vocab_size (for the
-GPT: padded_vocab_size, the rows its embedding and head really have).
+On the meta device every parameter has its shape and no storage, so a 175B-parameter GPT is counted in about
+a second, and every option of models/ is counted as it is built: nothing here lists model variants. The one
+count and the one FLOP formula behind `ModelConfig.num_params()` / `flops_per_token()`, estimate.py, MFU, the
+reports and the benchmarks. The memory estimate is models/memory.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+import functools
+import re
+from dataclasses import dataclass
 
 import torch
+from torch import nn
 
-from errors import ConfigError
-
-if TYPE_CHECKING:
-    from models.gpt import GPTConfig
-    from models.seq2seq import Seq2SeqConfig
-
-
-@dataclass(frozen=True)
-class Precision:
-    """Bytes per value of one Lightning precision setting."""
-
-    param: int  # weights, gradients and AdamW states
-    act: int  # matmul inputs/outputs (the autocast dtype under mixed precision)
-    resid: int  # the residual stream: float32 under mixed precision (embeddings are not autocast)
-    weight_copy: int  # autocast's low-precision copy of each matmul weight (0 without autocast)
-
-
-PRECISIONS: dict[str, Precision] = {
-    "64-true": Precision(8, 8, 8, 0),
-    "32-true": Precision(4, 4, 4, 0),
-    "bf16-mixed": Precision(4, 2, 4, 2),
-    "16-mixed": Precision(4, 2, 4, 2),
-    "bf16-true": Precision(2, 2, 2, 0),
-    "16-true": Precision(2, 2, 2, 0),
-}
-_ALIASES = {"64": "64-true", "32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
-
-
-def precision_of(precision: str | int) -> Precision:
-    key = _ALIASES.get(str(precision), str(precision))
-    if key not in PRECISIONS:
-        known = list(PRECISIONS)
-        raise ConfigError(f"trainer.precision={precision!r} is unknown to the memory estimate; use one of {known}")
-    return PRECISIONS[key]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Parameters
-
+from models.attention import Attention
 
 COMPONENTS: dict[str, str] = {
     "token_embedding": "token embedding (the output head too when tied)",
-    "position_embedding": "position embedding (0 for fixed sinusoidal positions)",
+    "position_embedding": "position embedding (0 for fixed or rotary positions)",
     "attn_query": "attention query",
     "attn_key": "attention key",
     "attn_value": "attention value",
     "attn_output": "attention output",
-    "mlp_up": "MLP up (C -> d_ff, 4C by default)",
+    "mlp_up": "MLP up (C -> d_ff, 4C by default; gate and up for a gated MLP)",
     "mlp_down": "MLP down (d_ff -> C)",
-    "norms": "layer norms",
+    "norms": "norms",
     "head": "output head (its weight counts 0 when tied to the token embedding; its bias if any)",
+    "other": "other parameters",
 }
 
-
-def layer_matrices(cfg: GPTConfig) -> dict[str, tuple[int, int]]:
-    """(fan_in, fan_out) of every Linear in one GPT block, by component."""
-    c, f = cfg.n_embd, cfg.hidden
-    square = (c, c)
-    return {
-        "attn_query": square,
-        "attn_key": square,
-        "attn_value": square,
-        "attn_output": square,
-        "mlp_up": (c, f),
-        "mlp_down": (f, c),
-    }
-
-
-def num_norms(cfg: GPTConfig) -> int:
-    """LayerNorms of the GPT: two per block, plus the final one of a pre-LN stack."""
-    return 2 * cfg.n_layer + int(cfg.norm == "pre")
-
-
-def param_counts(cfg: GPTConfig) -> dict[str, int]:
-    """Parameters per component (weights + biases); the tied output head counts 0. Sums to the model's count."""
-    c, b, v = cfg.n_embd, int(cfg.bias), cfg.padded_vocab_size
-    linears = {
-        k: cfg.n_layer * (fan_in * fan_out + b * fan_out) for k, (fan_in, fan_out) in layer_matrices(cfg).items()
-    }
-    return {
-        "token_embedding": v * c,
-        "position_embedding": cfg.block_size * c if cfg.positions == "learned" else 0,
-        **linears,
-        "norms": num_norms(cfg) * (c + b * c),
-        "head": (0 if cfg.tie_embeddings else v * c) + int(cfg.head_bias) * v,
-    }
-
-
-def num_params(cfg: GPTConfig, *, non_embedding: bool = False) -> int:
-    """Every parameter of the GPT (the tied head once); non_embedding leaves out both embeddings."""
-    counts = param_counts(cfg)
-    n = sum(counts.values())
-    return n - counts["token_embedding"] - counts["position_embedding"] if non_embedding else n
-
-
-def num_param_tensors(cfg: GPTConfig) -> int:
-    """Parameter tensors (weights and biases are separate tensors): AdamW keeps one step counter for each."""
-    per_weight = 1 + int(cfg.bias)
-    embeddings = 1 + int(cfg.positions == "learned")  # wte, wpe
-    head = int(not cfg.tie_embeddings) + int(cfg.head_bias)
-    return embeddings + cfg.n_layer * 4 * per_weight + num_norms(cfg) * per_weight + head  # 4 linears per layer
-
-
-def meta_num_params(cfg: GPTConfig) -> int:
-    """Build the real module on the meta device (no memory, no init work) and count its parameters."""
-    from models.gpt import GPT
-
-    with torch.device("meta"):
-        return GPT(cfg).num_params()
+# A parameter's role, from the name of the module that holds it (models/ names them so in every family).
+ROLES: dict[str, tuple[str, str]] = {
+    "wte": ("token_embedding", "embedding W_E"),
+    "wpe": ("position_embedding", "position embedding W_P"),
+    "attn.c_proj": ("attn_output", "output W_O"),
+    "mlp.c_fc": ("mlp_up", "MLP up W_1"),
+    "mlp.c_proj": ("mlp_down", "MLP down W_2"),
+    "lm_head": ("head", "unembedding W_U"),
+    "src_emb": ("token_embedding", "source embedding"),
+    "tgt_emb": ("token_embedding", "target embedding"),
+    "enc_pos": ("position_embedding", "source positions"),
+    "dec_pos": ("position_embedding", "target positions"),
+    "cross_attn.c_q": ("attn_query", "cross-attention query"),
+    "cross_attn.c_kv": ("attn_key", "cross-attention key and value"),
+    "cross_attn.c_proj": ("attn_output", "cross-attention output"),
+}
+QKV = (("attn_query", "query W_Q"), ("attn_key", "key W_K"), ("attn_value", "value W_V"))
+NORMS = (nn.LayerNorm, nn.RMSNorm)
+_LAYER = re.compile(r"\.(\d+)\.")  # the block index in a parameter's name (transformer.h.3.attn...)
 
 
 @dataclass(frozen=True)
 class MatrixRow:
+    """One row of the per-matrix table: a weight (the same in every layer that has it), or a block's biases or
+    norms together."""
+
     name: str
     shape: str
     per_layer: int
@@ -138,217 +67,157 @@ class MatrixRow:
         return self.per_layer * self.layers
 
 
-def matrix_breakdown(cfg: GPTConfig) -> list[MatrixRow]:
-    """The per-matrix table usually drawn for GPT-3: embedding, q, k, v, output, MLP, unembedding."""
-    c, h, d, v, layers, b = cfg.n_embd, cfg.n_head, cfg.head_dim, cfg.padded_vocab_size, cfg.n_layer, int(cfg.bias)
-    names = {"attn_query": "query W_Q", "attn_key": "key W_K", "attn_value": "value W_V", "attn_output": "output W_O",
-             "mlp_up": "MLP up W_1", "mlp_down": "MLP down W_2"}  # fmt: skip
-    matrices = layer_matrices(cfg)
-    rows = [MatrixRow("embedding W_E", f"{v} x {c}", v * c, 1)]
-    if cfg.positions == "learned":
-        rows.append(MatrixRow("position embedding W_P", f"{cfg.block_size} x {c}", cfg.block_size * c, 1))
-    for key, (fan_in, fan_out) in matrices.items():
-        heads = f" ({h} heads x {d})" if key in ("attn_query", "attn_key", "attn_value") else ""
-        rows.append(MatrixRow(names[key], f"{fan_in} x {fan_out}{heads}", fan_in * fan_out, layers))
-    if b:
-        bias_width = sum(fan_out for _, fan_out in matrices.values())
-        rows.append(MatrixRow("biases (q, k, v, o, up, down)", f"{bias_width} values", bias_width, layers))
-    rows.append(MatrixRow("layer norms", f"{2 * (1 + b)} x {c}", 2 * (1 + b) * c, layers))
-    if cfg.norm == "pre":
-        rows.append(MatrixRow("final layer norm", f"{1 + b} x {c}", (1 + b) * c, 1))
-    tied = " (= W_E, tied)" if cfg.tie_embeddings else ""
-    rows.append(MatrixRow(f"unembedding W_U{tied}", f"{c} x {v}", 0 if tied else c * v, 1))
-    if cfg.head_bias:
-        rows.append(MatrixRow("unembedding bias", f"{v}", v, 1))
-    return rows
-
-
-# ---------------------------------------------------------------------------------------------------------
-# FLOPs
-
-
-def flops_per_token(cfg: GPTConfig, seq_len: int | None = None) -> int:
-    """Training FLOPs per token, forward + backward: 6·N + 12·L·T·C (PaLM, appendix B; nanoGPT's MFU).
-
-    N counts every parameter that takes part in a matmul: all of them except the position embedding
-    (a lookup) and, when the head is untied, the token embedding (a lookup too); the tied head counts
-    once. 12·L·T·C is the attention score and value matmuls.
-    """
-    t = seq_len or cfg.block_size
-    return 6 * matmul_params(cfg) + 12 * cfg.n_layer * t * cfg.n_embd
-
-
-def matmul_params(cfg: GPTConfig) -> int:
-    """The N of 6·N: all parameters but the lookups (position embedding; token embedding unless tied)."""
-    counts = param_counts(cfg)
-    lookups = counts["position_embedding"] + (0 if cfg.tie_embeddings else counts["token_embedding"])
-    return num_params(cfg) - lookups
-
-
-def flops_per_step(cfg: GPTConfig, batch_size: int, seq_len: int) -> int:
-    return flops_per_token(cfg, seq_len) * batch_size * seq_len
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The encoder-decoder
-
-
-def seq2seq_num_params(cfg: Seq2SeqConfig, *, non_embedding: bool = False) -> int:
-    """Parameters of the encoder-decoder (tied embeddings counted once); non_embedding: blocks and norms only.
-
-    Both implementations have the same layers (nn.Transformer's fused in_proj is q, k, v); the native one
-    ends a pre-LN stack in a LayerNorm, nn.Transformer (impl=torch) ends every stack in one.
-    """
-    c, f, b = cfg.n_embd, cfg.d_ff, int(cfg.bias)
-    ln = c + b * c
-    attn = 4 * c * c + b * 4 * c  # q, k, v and output projections
-    mlp = c * f + b * f + f * c + b * c
-    n = cfg.n_enc_layer * (attn + mlp + 2 * ln) + cfg.n_dec_layer * (2 * attn + mlp + 3 * ln)
-    if cfg.norm == "pre" or cfg.impl == "torch":
-        n += 2 * ln  # final norms of the encoder and decoder stacks
-    if not non_embedding:
-        if cfg.tie_embeddings:
-            n += cfg.tgt_vocab * c
-        else:
-            n += (cfg.src_vocab + 2 * cfg.tgt_vocab) * c  # source, target embeddings and the head
-        n += int(cfg.head_bias) * cfg.tgt_vocab
-        if cfg.positions == "learned":
-            n += 2 * cfg.max_len * c
-    return n
-
-
-def seq2seq_flops_per_token(cfg: Seq2SeqConfig, seq_len: int | None = None) -> int:
-    """Rough training FLOPs per target token (forward + backward), source of the same length."""
-    t = seq_len or cfg.max_len
-    attention = 12 * (cfg.n_enc_layer + 2 * cfg.n_dec_layer) * t * cfg.n_embd
-    return 6 * seq2seq_num_params(cfg, non_embedding=True) + 6 * cfg.tgt_vocab * cfg.n_embd + attention
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Memory
-
-
 @dataclass(frozen=True)
-class MemoryEstimate:
-    """Bytes of one training step on one device (AdamW, automatic optimization)."""
+class Inventory:
+    """Everything counted on the meta module of one config."""
 
-    weights: int
-    gradients: int
-    optimizer: int  # AdamW exp_avg + exp_avg_sq, plus one float32 step counter per parameter tensor
-    activations: int  # tensors saved for backward by the forward pass (incl. the float32 log-probs)
-    weight_copies: int  # autocast's bf16/fp16 copies of the matmul weights, held until backward
-    backward_buffers: int  # gradients in flight at the peak of backward (see `backward_buffer_bytes`)
-    textbook: int  # 4·R·N²·D² + R·B·N·S·(S + 2D) values, in activation bytes
-
-    @property
-    def states(self) -> int:
-        """What the trainer holds between steps: weights + gradients + optimizer states."""
-        return self.weights + self.gradients + self.optimizer
-
-    @property
-    def total(self) -> int:
-        """Estimated peak: early in backward every activation is alive (and few gradients yet); after
-        backward every gradient is (and no activation); the weights and optimizer states always are."""
-        during_backward = self.activations + self.weight_copies + self.backward_buffers
-        return self.weights + self.optimizer + max(during_backward, self.gradients)
-
-    def to_dict(self) -> dict[str, int]:
-        return {**asdict(self), "total": self.total}
+    total: int  # distinct parameters (a tied tensor once)
+    tensors: int  # distinct parameter tensors (AdamW keeps a step counter for each)
+    embedding: int  # in tensors first named as an embedding table (what non_embedding leaves out)
+    lookups: int  # in tensors only an embedding holds (read, not multiplied: outside the 6·N of the FLOPs)
+    linear: int  # in tensors a Linear holds (autocast keeps a low-precision copy of each)
+    attention_width: int  # the query width (heads x head dim) summed over every attention module
+    components: dict[str, int]  # parameters per key of COMPONENTS
+    rows: tuple[MatrixRow, ...]  # the per-matrix table (biases and norms of a block grouped)
 
 
-def attention_stores_scores(attention: str, *, dropout: float, device: str) -> bool:
-    """Does the attention kernel keep the (B, H, T, T) probabilities for backward?
+def meta_module(cfg) -> nn.Module:
+    """The config's module on the meta device: shapes, no memory, no init work."""
+    with torch.device("meta"):
+        return cfg.build()
 
-    math always does; flash and the fused SDPA kernels recompute them, except that on CPU SDPA with
-    dropout falls back to the math path.
+
+@functools.lru_cache(maxsize=64)
+def inventory(cfg) -> Inventory:
+    """Count the meta module of a (frozen, hashable) model config once."""
+    model = meta_module(cfg)
+    owners: dict[int, list[nn.Module]] = {}
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            owners.setdefault(id(p), []).append(module)
+    distinct = dict(model.named_parameters())  # a tied tensor under its first name
+    first = {id(p): name for name, p in distinct.items()}
+    total = sum(p.numel() for p in distinct.values())
+    embedding = sum(p.numel() for p in distinct.values() if isinstance(owners[id(p)][0], nn.Embedding))
+    lookups = sum(p.numel() for p in distinct.values() if all(isinstance(m, nn.Embedding) for m in owners[id(p)]))
+    linear = sum(p.numel() for p in distinct.values() if any(isinstance(m, nn.Linear) for m in owners[id(p)]))
+    width = 0
+    for m in model.modules():
+        if isinstance(m, Attention):
+            width += m.n_head * m.head_dim
+        elif isinstance(m, nn.MultiheadAttention):
+            width += m.embed_dim
+    components = dict.fromkeys(COMPONENTS, 0)
+    for name, p in distinct.items():
+        for component, _, numel, _ in _parts(model, name.rsplit(".", 1)[0], p):
+            components[component] += numel
+    return Inventory(total, len(distinct), embedding, lookups, linear, width, components, _rows(model, first))
+
+
+def _rows(model: nn.Module, first: dict[int, str]) -> tuple[MatrixRow, ...]:
+    """The per-matrix table: each weight (q, k and v of a fused projection apart) a row over the layers that have
+    it; a block's biases and its norms a row each; a tied weight a row of 0 where it is named again."""
+    rows: dict[tuple, dict] = {}  # (section, stack, label) -> shape, {layer: count}, first position
+    after_blocks = False
+    for order, (name, p) in enumerate(model.named_parameters(remove_duplicate=False)):
+        match = _LAYER.search(name)
+        layer, stack = (int(match[1]), name[: match.start()]) if match else (None, "")
+        after_blocks = after_blocks or layer is not None
+        owner_path, kind = name.rsplit(".", 1)
+        parts = _parts(model, owner_path, p)
+        if first[id(p)] != name:  # a tied weight: counted where it is first named
+            tied_to = _parts(model, first[id(p)].rsplit(".", 1)[0], p)[0][1]
+            parts = [(parts[0][0], f"{parts[0][1]} (= {tied_to}, tied)", 0, parts[0][3])]
+        for _, label, numel, shape in parts:
+            norm = isinstance(model.get_submodule(owner_path), NORMS)
+            if layer is None:
+                section = 4 if after_blocks else 0
+                label = ("final norm" if after_blocks else "norm") if norm else label
+                label = f"{label} bias" if kind == "bias" and not norm else label
+            else:
+                section, label = (3, "norms") if norm else (2, "biases") if kind == "bias" else (1, label)
+            shape = "" if norm or kind == "bias" else shape  # grouped rows: a count of values
+            row = rows.setdefault((section, stack, label), dict(shape=shape, layers={}, at=order))
+            row["layers"][layer] = row["layers"].get(layer, 0) + numel
+    stacks = {stack for _, stack, _ in rows} - {""}
+    out = []
+    for (_, stack, label), row in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[1]["at"])):
+        counts = list(row["layers"].values())
+        per_layer, layers = (counts[0], len(counts)) if len(set(counts)) == 1 else (sum(counts), 1)
+        name = f"{label} ({stack})" if len(stacks) > 1 and stack else label
+        out.append(MatrixRow(name, row["shape"] or f"{per_layer} values", per_layer, layers))
+    return tuple(out)
+
+
+def _parts(model: nn.Module, owner_path: str, p: torch.Tensor) -> list[tuple[str, str, int, str]]:
+    """(component, label, numel, shape) of a parameter; a fused q/k/v projection gives three."""
+    owner = model.get_submodule(owner_path)
+    if isinstance(owner, NORMS):
+        return [("norms", "norms", p.numel(), "")]
+    parent = model.get_submodule(owner_path.rsplit(".", 1)[0]) if "." in owner_path else None
+    if isinstance(parent, Attention) and owner is getattr(parent, "c_attn", None):
+        cols = p.size(1) if p.dim() == 2 else 1
+        return [
+            (component, label, width * cols, f"{cols} x {width} ({heads} heads x {parent.head_dim})")
+            for (component, label), width, heads in zip(QKV, parent.qkv_widths, parent.qkv_heads)
+        ]
+    component, label = _role(owner_path) or ("other", owner_path)
+    dims = tuple(p.shape)[::-1] if isinstance(owner, nn.Linear) else tuple(p.shape)  # Linear: fan_in x fan_out
+    return [(component, label, p.numel(), " x ".join(map(str, dims)))]
+
+
+def _role(owner_path: str) -> tuple[str, str] | None:
+    for suffix, role in ROLES.items():
+        if owner_path == suffix or owner_path.endswith("." + suffix):
+            return role
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def num_params(cfg, *, non_embedding: bool = False) -> int:
+    """The model's parameters (a tied tensor once); non_embedding leaves out the embedding tables (nanoGPT's count:
+    the token table even when the head shares it)."""
+    inv = inventory(cfg)
+    return inv.total - inv.embedding if non_embedding else inv.total
+
+
+def num_param_tensors(cfg) -> int:
+    return inventory(cfg).tensors
+
+
+def matmul_params(cfg) -> int:
+    """The N of 6·N: every parameter but the lookups (position tables; token tables not tied to a head)."""
+    inv = inventory(cfg)
+    return inv.total - inv.lookups
+
+
+def linear_params(cfg) -> int:
+    """Parameters of the Linear layers (a tied head's weight included): what autocast copies to bf16/fp16."""
+    return inventory(cfg).linear
+
+
+def param_counts(cfg) -> dict[str, int]:
+    """Parameters per component of COMPONENTS (weights and biases; a tied head counts 0); sums to num_params."""
+    return dict(inventory(cfg).components)
+
+
+def matrix_breakdown(cfg) -> list[MatrixRow]:
+    """The per-matrix table usually drawn for GPT-3: embedding, q, k, v, output, MLP, unembedding."""
+    return list(inventory(cfg).rows)
+
+
+def flops_per_token(cfg, seq_len: int) -> int:
+    """Training FLOPs per token, forward + backward: 6·N + 12·T·Σ(H·D) (PaLM appendix B; nanoGPT's MFU).
+
+    N counts every parameter in a matmul (all but the lookup tables; a tied head once), so grouped keys and
+    values or a gated MLP change it as they change the module. 12·T·H·D per attention module is the score and
+    value matmuls of its H·D-wide queries over T keys (12·L·T·C for the GPT; the seq2seq decoder's
+    cross-attention counts too, over a source of the same length).
     """
-    return attention == "math" or (device != "cuda" and dropout > 0)
-
-
-def activation_bytes(
-    cfg: GPTConfig, batch_size: int, seq_len: int, *, precision: str | int = "32-true", device: str = "cuda"
-) -> int:
-    """Bytes of the tensors a training forward pass saves for backward.
-
-    Per layer (sdpa/flash), in units of B·T·C: the two layer-norm inputs (residual dtype), the inputs
-    of the four linears (C, C, C, F wide; F = d_ff, 4C by default), q, k, v and the GELU's input
-    (F wide; a ReLU saves nothing new): 2·resid + (6 + 2F/C)·act, 2·resid + 14·act at F = 4C, plus float32 norm
-    statistics and the attention log-sum-exp. Dropout adds its masks (bool on CUDA, a full-width float
-    tensor on CPU); math attention adds the (B, H, T, T) probabilities.
-    """
-    p = precision_of(precision)
-    b, t, c, h, v = batch_size, seq_len, cfg.n_embd, cfg.n_head, cfg.padded_vocab_size
-    btc, bt, bhtt, btf = b * t * c, b * t, b * h * t * t, b * t * cfg.hidden
-    drop = cfg.dropout > 0
-    mask = 1 if device == "cuda" else p.act  # dropout mask bytes per element
-    scores = attention_stores_scores(cfg.attention, dropout=cfg.dropout, device=device)
-
-    wide = 1 if cfg.activation == "relu" else 2  # ReLU saves its output, which is the down projection's input
-    layer = (2 * p.resid + 6 * p.act) * btc + wide * p.act * btf + 2 * 2 * bt * 4  # tensors + LN mean/rstd (float32)
-    if scores:
-        # float32 softmax output and the causal mask; then what the value matmul saves: the dropped
-        # probabilities and their mask, or the probabilities cast back to the activation dtype
-        layer += bhtt * 4 + t * t
-        if drop:
-            layer += bhtt * (mask + p.act)
-        elif p.act != 4:
-            layer += bhtt * p.act
-    else:
-        layer += b * h * t * 4  # log-sum-exp of the fused kernels
-    if drop:
-        layer += 2 * mask * btc  # residual dropouts after attention and MLP
-
-    embed_mask = 1 if device == "cuda" else p.resid  # the embedding sum is not autocast
-    embed = bt * 8 + t * 8 + (embed_mask * btc if drop else 0)  # token ids, positions, embedding dropout
-    final = p.act * btc  # lm_head input
-    if cfg.norm == "pre":
-        final += p.resid * btc + 2 * bt * 4  # ln_f input + stats
-    loss = 4 * bt * v + bt * 8  # float32 log-probs, targets
-    return cfg.n_layer * layer + embed + final + loss
-
-
-def backward_buffer_bytes(cfg: GPTConfig, batch_size: int, seq_len: int, *, precision: str | int = "32-true") -> int:
-    """Gradients alive on top of the activations early in backward, the larger of two moments:
-    the loss (two float32 (B, T, V) gradients: log-probs and logits) and the last layer's MLP (the
-    residual gradient, the 4C-wide GELU-output gradient, and the head's and that MLP's weight gradients)."""
-    p = precision_of(precision)
-    bt, c, f = batch_size * seq_len, cfg.n_embd, cfg.hidden
-    loss = 2 * 4 * bt * cfg.padded_vocab_size
-    layer = (p.act * f + p.resid * c) * bt + (cfg.padded_vocab_size * c + 2 * f * c) * p.param
-    return max(loss, layer)
-
-
-def memory_estimate(
-    cfg: GPTConfig,
-    batch_size: int,
-    seq_len: int,
-    *,
-    precision: str | int = "32-true",
-    device: str = "cuda",
-) -> MemoryEstimate:
-    """Weights, gradients, AdamW states and activations of a training step (per device)."""
-    p = precision_of(precision)
-    n = num_params(cfg)
-    linear_weights = matmul_params(cfg) - num_norms(cfg) * (1 + int(cfg.bias)) * cfg.n_embd  # minus norms
-    r, heads, d, s = cfg.n_layer, cfg.n_head, cfg.head_dim, seq_len
-    textbook_values = 4 * r * heads**2 * d**2 + r * batch_size * heads * s * (s + 2 * d)
-    return MemoryEstimate(
-        weights=n * p.param,
-        gradients=n * p.param,
-        optimizer=2 * n * p.param + 4 * num_param_tensors(cfg),
-        activations=activation_bytes(cfg, batch_size, seq_len, precision=precision, device=device),
-        weight_copies=linear_weights * p.weight_copy,
-        backward_buffers=backward_buffer_bytes(cfg, batch_size, seq_len, precision=precision),
-        textbook=textbook_values * p.act,
-    )
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    return f"{n:.2f} TiB"
+    inv = inventory(cfg)
+    return 6 * (inv.total - inv.lookups) + 12 * seq_len * inv.attention_width
 
 
 def human_count(n: float) -> str:

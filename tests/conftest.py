@@ -76,13 +76,6 @@ def shakespeare_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def data_dir(shakespeare_dir) -> Path:
-    """The earlier name of `shakespeare_dir` (the real corpora's folder). Tests that only need some text or
-    parallel data use `corpora` instead, and run anywhere."""
-    return shakespeare_dir
-
-
-@pytest.fixture(scope="session")
 def multi30k_dir() -> Path:
     """The real Multi30k files (skips without them)."""
     root = REAL_DATA_DIR / "multi30k"
@@ -112,19 +105,9 @@ def cache_dir() -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread_in_pytest():
-    """In-process tests run tiny models: one thread is faster and steadier on a small shared CPU than contending
-    threads (a 150-step overfit: 4 s instead of 40 s on a busy 2-core machine). Subprocesses choose their own."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny matmuls on a shared 2-core machine run far faster (and steadier) on one thread."""
+    """In-process tests (and their module- and session-scoped fixtures) run tiny models on one thread: faster and
+    steadier on a small shared CPU than contending threads (a 150-step overfit: 4 s instead of 40 s on a busy 2-core
+    machine), and one float summation order for the equivalence tests. Subprocesses choose their own."""
     import torch
 
     n = torch.get_num_threads()

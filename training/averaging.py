@@ -22,7 +22,7 @@ def average_checkpoints(paths: list[str | Path]) -> dict:
     """One checkpoint whose weights are the mean of those in `paths` (same family and model config)."""
     if not paths:
         raise ConfigError("give at least one checkpoint to average")
-    ckpts = [read_checkpoint(p, field="checkpoint") for p in paths]
+    ckpts = [read_checkpoint(p, field="checkpoint", opt_in="--trust-checkpoint") for p in paths]
     last = ckpts[-1]
     for path, ckpt in zip(paths, ckpts):
         if ckpt["tformer_family"] != last["tformer_family"]:

@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import lightning as L
-import torch
 
 from errors import ConfigError, MissingFileError
 from lightning_modules.checkpoint_format import check_format
+from training import safe_load
 from training.families import module_for_family
 
 # Keys tformer-lab adds to Lightning's checkpoint dict.
 WANDB_ID_KEY = "tformer_wandb_run_id"  # the W&B run a resumed run continues (training/loggers.WandbRunId)
 
 
-def read_checkpoint(path: str | Path, *, field: str = "ckpt_path") -> dict:
-    """torch.load a checkpoint on CPU; a missing or unreadable file raises naming `field`."""
+def read_checkpoint(path: str | Path, *, field: str = "ckpt_path", opt_in: str = safe_load.OPT_IN) -> dict:
+    """Load a checkpoint on CPU as data (training/safe_load: weights_only); a missing or unreadable file, or one
+    that needs code to load, raises naming `field`."""
     p = Path(str(path)).expanduser()
     if not p.is_file():
         raise MissingFileError(f"{field}={path} does not exist (no such file)")
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
+        ckpt = safe_load.load(p, field=field, opt_in=opt_in)
+    except safe_load.UntrustedCheckpointError:
+        raise
+    except pickle.UnpicklingError as err:  # torch's text would suggest weights_only=False: not for a damaged file
+        raise ConfigError(f"{field}={path} is not a readable PyTorch checkpoint (damaged, unfinished, or another "
+                          f"kind of file)") from err  # fmt: skip
     except Exception as err:
         raise ConfigError(f"{field}={path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "tformer_family" not in ckpt:

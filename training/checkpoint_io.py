@@ -5,7 +5,9 @@ destination; when $TMPDIR is another filesystem (tmpfs /tmp, node-local scratch)
 a kill during it leaves a truncated `last.ckpt` and an orphan in $TMPDIR. `AtomicCheckpointIO` writes the
 temporary file beside the destination (`.last.ckpt.<random>.tmp`), fsyncs it and renames it over the
 destination: readers (and a resumed run) see the old checkpoint or the new one, never part of one. A kill
-during the write can leave only that hidden temporary file beside the checkpoint.
+during the write can leave only that hidden temporary file beside the checkpoint; the next run that saves into
+that folder removes it (`use_atomic_checkpoints`). A save that fails for lack of space or permission is one line
+naming the folder and its free space (training/disk). Loads go through training/safe_load (data, never code).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from datamodules.files import atomic_write
+from training import safe_load
+from training.disk import disk_error
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -50,10 +54,28 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None or get_filesystem(path).protocol not in ("file", ("file", "local")):
             return super().save_checkpoint(checkpoint, path, storage_options)  # remote storage: Lightning's way
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp: _write_synced(checkpoint, tmp))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda tmp: _write_synced(checkpoint, tmp))
+        except (OSError, RuntimeError) as err:  # torch reports a full disk as a RuntimeError (unexpected pos)
+            kept = "The checkpoints written before are kept. " if path.parent.is_dir() else ""
+            if (error := disk_error(err, path, kept=kept)) is None:
+                raise
+            raise error from err
         _fsync_dir(path.parent)
         return None
+
+    def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        """Lightning's resume (trainer.fit(ckpt_path=...)) and trainer.test(ckpt_path=...): as data
+        (weights_only), whatever Lightning asks, unless trust_checkpoint=true (training/safe_load)."""
+        if get_filesystem(path).protocol not in ("file", ("file", "local")):
+            return super().load_checkpoint(path, weights_only=True)
+        return safe_load.load(path, map_location=map_location or "cpu")
+
+
+def stale_temporaries(folder: Path) -> list[Path]:
+    """Temporary files of checkpoint writes that never finished (`.last.ckpt.<random>.tmp`, a killed run's)."""
+    return sorted(p for p in Path(folder).glob(".*.ckpt.*.tmp") if p.is_file()) if Path(folder).is_dir() else []
 
 
 def use_atomic_checkpoints(trainer) -> None:
@@ -62,3 +84,7 @@ def use_atomic_checkpoints(trainer) -> None:
     config) is left alone."""
     if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
         trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+    if getattr(trainer, "is_global_zero", False):  # this run owns its checkpoint folders (training/rundir)
+        for callback in getattr(trainer, "checkpoint_callbacks", []):
+            for tmp in stale_temporaries(Path(callback.dirpath)) if getattr(callback, "dirpath", None) else []:
+                tmp.unlink(missing_ok=True)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError
 
@@ -16,6 +17,7 @@ log = logging.getLogger("tformer")
 
 def build_model_config(cfg: DictConfig):
     """Instantiate (and so validate) the model config before any data work."""
+    check_model_fields(cfg.model)
     try:
         return instantiate(cfg.model, _convert_="all")
     except InterpolationKeyError as err:
@@ -25,6 +27,20 @@ def build_model_config(cfg: DictConfig):
             f"language-model corpora (e.g. data=shakespeare_char), seq2seq models on parallel corpora "
             f"(e.g. data=multi30k)"
         ) from err
+
+
+def check_model_fields(model_cfg: DictConfig) -> None:
+    """Every key of the model config is a field of its config class (a GPT option given to the seq2seq model, say)."""
+    try:
+        cls = get_class(model_cfg.get("_target_"))
+    except Exception:  # instantiate names a bad target
+        return
+    if not dataclasses.is_dataclass(cls):
+        return
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in model_cfg if k not in known and k != "_target_"]
+    if unknown:
+        raise ConfigError(f"model.{unknown[0]} is not an option of {cls.__name__}; its options: {', '.join(known)}")
 
 
 def check_block_sizes(model_cfg, data_block: int) -> None:
@@ -93,8 +109,8 @@ def check_sampling(options, *, prefix: str = "", min_samples: int = 1) -> None:
     temperature, top_k, top_p = options.get("temperature"), options.get("top_k"), options.get("top_p")
     if not _is_number(temperature) or temperature < 0:
         raise ConfigError(f"{prefix}temperature={temperature!r} must be a number >= 0 (0: always the likeliest token)")
-    if top_k is not None and not _is_int(top_k):
-        raise ConfigError(f"{prefix}top_k={top_k!r} must be an integer (or null: no top-k filter)")
+    if top_k is not None and (not _is_int(top_k) or top_k < 1):
+        raise ConfigError(f"{prefix}top_k={top_k!r} must be a positive integer (or null: no top-k filter)")
     if top_p is not None and (not _is_number(top_p) or not 0 < top_p <= 1):
         raise ConfigError(f"{prefix}top_p={top_p!r} must be in (0, 1] (or null: no nucleus filter)")
     if "seed" in options:
@@ -180,6 +196,24 @@ def check_backend(model_cfg, trainer_cfg) -> None:
         )
 
 
+# Arguments of every LightningModule that train.py passes itself (not module.* options).
+MODULE_ARGS = ("self", "model", "tokenizer", "optim", "compile")
+
+
+def check_module_options(options, module_cls) -> None:
+    """module.* are keyword arguments of the family's LightningModule: an unknown one is named with the known ones."""
+    import inspect
+
+    params = inspect.signature(module_cls.__init__).parameters
+    known = [name for name in params if name not in MODULE_ARGS]
+    for key in options or {}:
+        if key not in known:
+            raise ConfigError(
+                f"module.{key} is not an option of the {module_cls.family} LightningModule ({module_cls.__name__}); "
+                f"its options: {', '.join(known) or 'none'}"
+            )
+
+
 # Model fields a resumed run may change: they shape no parameter.
 RESUMABLE_CHANGES = ("dropout", "attention", "name")
 
@@ -248,12 +282,16 @@ def check_run(cfg: DictConfig):
     if cfg.get("sample") is not None:
         check_sampling(cfg.sample, prefix="sample.", min_samples=0)
     check_lengths(model_cfg, cfg.data)
+    check_module_options(cfg.get("module"), module_cls)
     saved = None
     if cfg.get("ckpt_path"):
+        from training.resume import announce
+
         ckpt = read_checkpoint(cfg.ckpt_path)
         check_family(ckpt, module_cls.family, path=cfg.ckpt_path)
         # budget.flops sets trainer.max_steps once the data is known (training/budget.py): no steps to compare yet
         budget = OmegaConf.select(cfg, "budget.flops", default=None) is not None
         saved = check_resume(ckpt, model_cfg, {"max_steps": -1} if budget else cfg.trainer, str(cfg.ckpt_path))
         check_resumed_optimizer(ckpt, optim, str(cfg.ckpt_path))
+        announce(ckpt, str(cfg.ckpt_path))
     return model_cfg, module_cls, saved

@@ -30,8 +30,13 @@ def root_cause(exc: BaseException) -> BaseException:
 
 
 def user_error_message(exc: BaseException) -> str | None:
-    """The one-line message of a user error, None for anything else (a bug: it keeps its traceback)."""
+    """The one-line message of a user error, None for anything else (a bug: it keeps its traceback). A write that
+    failed for lack of space or permission is the user's too (training/disk)."""
     exc = root_cause(exc)
+    if not isinstance(exc, UserError) and isinstance(exc, (OSError, RuntimeError)):
+        from training.disk import disk_error
+
+        exc = disk_error(exc) or exc
     if isinstance(exc, UserError):
         return " ".join(str(exc).split()) or type(exc).__name__
     return None
@@ -84,12 +89,18 @@ def entry_point(run, config_name: str, *, free_text: tuple[str, ...] = (), argv=
     reporting user errors in one line."""
     import hydra
 
+    from training.hydra_errors import explain_unknown_keys
+
+    explain_unknown_keys()  # a misspelt key: "did you mean ...", one line
     args = sys.argv[1:] if argv is None else argv(sys.argv[1:])
     sys.argv = quote_free_text(sys.argv[:1] + args, free_text)
 
     @hydra.main(version_base="1.3", config_path=str(ROOT / "conf"), config_name=config_name)
     def main(cfg) -> None:
+        from training.safe_load import trust_checkpoints
+
         with user_errors():  # bad input: one line, exit 1
+            trust_checkpoints(bool(cfg.get("trust_checkpoint", False)))  # checkpoints are data unless trusted
             run(cfg)
 
     main()

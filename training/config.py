@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 import secrets
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.IGNORECASE)
-REDACTED = "<redacted>"
+from training.secrets import REDACTED, redact  # noqa: F401  (the rule: training/secrets.py)
 
 
 def auto_precision(accelerator: str = "auto") -> str:
@@ -97,15 +95,6 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, fn)
     if not OmegaConf.has_resolver("run_suffix"):
         OmegaConf.register_new_resolver("run_suffix", run_suffix, use_cache=True)
-
-
-def redact(obj):
-    """A copy of a plain config container with every secret-looking key's value replaced."""
-    if isinstance(obj, dict):
-        return {k: (REDACTED if SECRET_KEY.search(str(k)) and v is not None else redact(v)) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [redact(v) for v in obj]
-    return obj
 
 
 def loggable(cfg: DictConfig) -> dict:

@@ -59,6 +59,36 @@ def quiet_libraries() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
+# Model fields that say how big a model is, in the order a run prints them; the presets that name sizes.
+SIZE_FIELDS = ("n_layer", "n_enc_layer", "n_dec_layer", "n_head", "n_embd", "d_ff")
+MODEL_PRESETS = Path(__file__).resolve().parents[1] / "conf" / "model"
+
+
+def model_label(model_cfg) -> str:
+    """The model as a run names it: `gpt_nano (n_layer=3, n_head=4, n_embd=64)` while its sizes are its
+    preset's, `GPT (n_layer=4, n_head=4, n_embd=128)` once they are not (a preset's name never stands for
+    sizes it does not have); a name that is no preset (model.name=mine) is kept."""
+    sizes = ", ".join(f"{k}={getattr(model_cfg, k)}" for k in SIZE_FIELDS if getattr(model_cfg, k, None) is not None)
+    preset = preset_sizes(model_cfg.name)
+    if preset is None or all(getattr(model_cfg, k, None) == v for k, v in preset.items()):
+        return f"{model_cfg.name} ({sizes})"
+    return f"{type(model_cfg).__name__.removesuffix('Config')} ({sizes})"
+
+
+def preset_sizes(name: str, presets: Path = MODEL_PRESETS) -> dict | None:
+    """The SIZE_FIELDS a conf/model preset sets (following the presets it builds on); None for no preset."""
+    path = presets / f"{name}.yaml"
+    if not name or not path.is_file():
+        return None
+    node = OmegaConf.load(path)
+    sizes: dict = {}
+    for base in node.get("defaults") or []:
+        if isinstance(base, str) and base != "_self_":  # another preset of the group (gpt_nano: gpt_small)
+            sizes.update(preset_sizes(base, presets) or {})
+    sizes.update({k: node[k] for k in SIZE_FIELDS if k in node})
+    return sizes
+
+
 def config_tree(cfg: DictConfig) -> str:
     """The resolved sizes of the run as an indented tree (rich), one line per value."""
     from rich.console import Console

@@ -39,6 +39,7 @@ from training.private_api import (
     set_num_threads_if_needed,
     unknown_launcher_error,
 )
+from training.secrets import redact_override
 
 log = logging.getLogger("tformer")
 
@@ -197,7 +198,8 @@ class HydraJobLauncher(SubprocessScriptLauncher):
         os.environ["LOCAL_RANK"] = str(self.cluster_environment.local_rank())
         os.environ["WORLD_SIZE"] = f"{self.num_processes * self.num_nodes}"
         command, cwd = job_command()
-        log.info("DDP: starting %d more rank(s) on this job: %s", self.num_processes - 1, " ".join(command[1:]))
+        shown = " ".join(redact_override(a) for a in command[1:])
+        log.info("DDP: starting %d more rank(s) on this job: %s", self.num_processes - 1, shown)
         for local_rank in range(1, self.num_processes):
             env = {**os.environ, "LOCAL_RANK": str(local_rank)}
             self.procs.append(subprocess.Popen(command, env=env, cwd=cwd))

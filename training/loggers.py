@@ -18,6 +18,8 @@ from omegaconf import DictConfig
 
 from training.checkpoint import WANDB_ID_KEY
 from training.private_api import drop_wandb_anonymous
+from training.secrets import redacted_argv
+from training.startup import skip_unstaged_launch_inputs
 
 log = logging.getLogger("tformer")
 
@@ -37,6 +39,9 @@ def build_loggers(cfg: DictConfig, wandb_run_id: str | None = None) -> list[Logg
         logger = instantiate(entry, _convert_="all", **extra)
         if isinstance(logger, WandbLogger):
             drop_wandb_anonymous(logger)  # Lightning passes a setting wandb has deprecated (and warns about)
+            skip_unstaged_launch_inputs()  # wandb.init without importing W&B Launch (training/startup.py)
+            with redacted_argv():  # wandb.init now: the command line it records has its secrets redacted
+                _ = logger.experiment
         loggers.append(logger)
     if not any(isinstance(lg, CSVLogger) for lg in loggers):
         loggers.append(CSVLogger(cfg.paths.output_dir, name="csv", version=""))

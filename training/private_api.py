@@ -1,4 +1,6 @@
-"""Every private Lightning and Hydra name tformer-lab relies on, in one place, each with a test.
+"""Every private Lightning and Hydra name tformer-lab relies on, in one place, each with a test (one exception:
+training/hydra_errors.py wraps Hydra's private `run_and_report` before Hydra parses the command line, where
+importing this module, and so Lightning, would slow every start; tests/training/test_hydra_errors.py checks it).
 
 DDP inside a Hydra multirun is a real gap in both libraries: Lightning's `ddp` starts its extra ranks by
 re-running `sys.argv`, which under `python train.py -m ...` would re-run the whole sweep in every extra
@@ -6,6 +8,8 @@ rank. `training/distributed.py` closes the gap with a launcher of its own, built
 tests/training/test_private_api.py checks each assumption against the installed versions, and the
 run fails loudly (see `unknown_launcher_error`) when Lightning starts ranks in a way this file does not
 know, instead of silently re-running the sweep. pyproject.toml pins lightning to the tested minor version.
+(training/startup.py's start-up shortcuts lean on two more private names, lightning_utilities' `_version` and
+wandb's `Run._detect_and_apply_job_inputs`, tested in tests/training/test_startup.py.)
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -16,8 +17,9 @@ from training.budget import apply_budget
 from training.checkpoint_io import use_atomic_checkpoints
 from training.checks import check_data_family, check_resumed_sizes, check_run
 from training.config import loggable
-from training.console import config_tree, outputs_summary, quiet_libraries
+from training.console import config_tree, model_label, outputs_summary, quiet_libraries
 from training.duration import check_cpu_duration
+from training.guards import guard_callbacks
 from training.loggers import WandbRunId, announce_wandb, build_loggers, finish_wandb, wandb_logger, watch
 from training.rundir import keep_earlier_metrics, save_config
 
@@ -29,7 +31,7 @@ def train(cfg: DictConfig) -> float | None:
     quiet_libraries()
     out = Path(cfg.paths.output_dir)
     log.info("Run directory: %s", out.resolve())
-    # Config, model config (built and validated once), optimizer, steps, resumed checkpoint: before any data work.
+    # Config, model config (validated), optimizer, steps, resumed checkpoint: before any data work.
     model_cfg, module_cls, resumed = check_run(cfg)
     L.seed_everything(cfg.seed, workers=True)
     if torch.cuda.is_available():
@@ -39,15 +41,13 @@ def train(cfg: DictConfig) -> float | None:
     check_data_family(datamodule, module_cls.family, cfg)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    model_cfg.vocab_size = datamodule.vocab_size  # known once the tokenizer is
-    for field in ("src_vocab_size", "tgt_vocab_size"):  # seq2seq with separate source and target vocabularies
-        if getattr(datamodule, field, None) is not None:
-            setattr(model_cfg, field, getattr(datamodule, field))
+    model_cfg = with_vocabularies(model_cfg, datamodule)
     if resumed is not None:
         sizes = ("vocab_size", "src_vocab_size", "tgt_vocab_size")
         check_resumed_sizes(resumed.model, model_cfg, str(cfg.ckpt_path), fields=sizes)
     apply_budget(cfg, model_cfg, module_cls.family)  # budget.flops: trainer.max_steps from the budget
-    log.info("Model %s: %.2fM parameters; %s", model_cfg.name, model_cfg.num_params() / 1e6, vocabularies(model_cfg))
+    params = model_cfg.num_params() / 1e6
+    log.info("Model %s: %.2fM parameters; %s", model_label(model_cfg), params, vocabularies(model_cfg))
     if distributed.env_rank_is_zero():
         log.info("%s", config_tree(cfg))
         check_cpu_duration(cfg, model_cfg)  # above an hour on a CPU: only with long_cpu_run=true or a yes
@@ -61,6 +61,7 @@ def train(cfg: DictConfig) -> float | None:
     )
     loggers = build_loggers(cfg, wandb_run_id=resumed.wandb_run_id if resumed else None)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    callbacks += guard_callbacks()  # stop on a non-finite loss or a signal; checkpoints keep the run's overrides
     if wandb_logger(loggers) is not None:
         callbacks.append(WandbRunId(cfg.paths.output_dir))
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
@@ -88,6 +89,16 @@ def train(cfg: DictConfig) -> float | None:
         log.info("%s", outputs_summary(out))
     finish_wandb(loggers)
     return float(best) if best is not None else None
+
+
+def with_vocabularies(model_cfg, datamodule):
+    """The final model config: the data's vocabulary sizes, known once its tokenizer is (a seq2seq model may have
+    separate source and target ones), through dataclasses.replace, which validates the config again."""
+    sizes = {"vocab_size": datamodule.vocab_size}
+    for field in ("src_vocab_size", "tgt_vocab_size"):
+        if getattr(datamodule, field, None) is not None:
+            sizes[field] = getattr(datamodule, field)
+    return dataclasses.replace(model_cfg, **sizes)
 
 
 def vocabularies(model_cfg) -> str:

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from errors import UserError
 from training.cli import fail
+from training.secrets import redact
 
 log = logging.getLogger("tformer")
 
@@ -27,10 +28,18 @@ RUN_MARKERS = ("config.yaml", "checkpoints")
 METRICS = Path("csv") / "metrics.csv"
 
 
+def slurm_requeued(run_dir: Path) -> bool:
+    """A SLURM job that Lightning requeued (SIGUSR1: `hpc_ckpt_<n>.ckpt` saved in the run directory, which
+    trainer.default_root_dir is): Lightning resumes from that checkpoint in the same directory. SLURM detected as
+    Lightning detects it (srun / sbatch, not an interactive `bash` job)."""
+    in_slurm = "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+    return in_slurm and any(Path(run_dir).glob("hpc_ckpt_*.ckpt"))
+
+
 def resumes_in(run_dir: Path, ckpt_path: str | None) -> bool:
-    """Whether ckpt_path is a checkpoint inside run_dir (the run continues there)."""
+    """Whether the run continues in run_dir: ckpt_path is a checkpoint inside it, or Lightning's SLURM requeue."""
     if not ckpt_path:
-        return False
+        return slurm_requeued(run_dir)
     return Path(str(ckpt_path)).expanduser().resolve().is_relative_to(Path(run_dir).resolve())
 
 
@@ -75,7 +84,7 @@ def save_config(cfg: DictConfig, out: Path) -> Path:
     in_place = resumes_in(out, cfg.get("ckpt_path"))
     try:
         with open(path, "w" if in_place else "x", encoding="utf-8") as f:
-            f.write(OmegaConf.to_yaml(cfg, resolve=True))
+            f.write(OmegaConf.to_yaml(OmegaConf.create(redact(OmegaConf.to_container(cfg, resolve=True)))))
     except FileExistsError:
         raise UserError(f"{out} already holds another run's config.yaml (started at the same time?): stopped") from None
     return path

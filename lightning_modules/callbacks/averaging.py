@@ -71,6 +71,6 @@ class AverageCheckpoints(L.Callback):
         trainer.save_checkpoint(self.path, weights_only=True)  # every rank calls it (it holds a barrier)
         pl_module.load_state_dict(trained)  # the run goes on with its own weights (best.ckpt for trainer.test)
         if trainer.is_global_zero:
-            checkpoint = torch.load(self.path, map_location="cpu", weights_only=False)
+            checkpoint = torch.load(self.path, map_location="cpu", weights_only=True)  # the file just written
             checkpoint["averaged_steps"] = list(self.steps)
             atomic_write(self.path, lambda tmp: torch.save(checkpoint, tmp))

@@ -17,5 +17,6 @@ def use_best_weights(trainer: L.Trainer, pl_module: L.LightningModule) -> None:
     key = (best, Path(best).stat().st_mtime_ns)
     if getattr(pl_module, "_tformer_best_loaded", None) == key:
         return
-    pl_module.load_state_dict(torch.load(best, map_location=pl_module.device, weights_only=False)["state_dict"])
+    checkpoint = torch.load(best, map_location=pl_module.device, weights_only=True)  # data, never code
+    pl_module.load_state_dict(checkpoint["state_dict"])
     pl_module._tformer_best_loaded = key

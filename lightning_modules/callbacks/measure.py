@@ -108,6 +108,8 @@ class Measure(L.Callback):
         return int(config.flops_per_token(seq_len)) * batch_size * seq_len
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        if trainer.global_step > 0 and "launch_to_first_step" not in self.summary:  # the first optimizer step done
+            self.summary["launch_to_first_step"] = since_launch()
         shape = _tokens(batch)
         if shape is None:
             return
@@ -187,7 +189,7 @@ class Measure(L.Callback):
                 "precision": self.precision,
                 "world_size": trainer.world_size,
                 "peak_flops": self.peak,
-                "params": sum(p.numel() for p in pl_module.parameters()),
+                "params": config.num_params() if hasattr(config, "num_params") else None,
                 "batch_size": self.shape[0] if self.shape else None,
                 "seq_len": self.shape[1] if self.shape else None,
                 "flops_per_token": fpt,
@@ -213,13 +215,19 @@ class Measure(L.Callback):
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / "measure.json").write_text(json.dumps(self.summary, indent=2))
 
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """A run stopped by a signal (training/signals.RunStopped, a SystemExit) keeps measure.json of its steps."""
+        if isinstance(exception, SystemExit) and hasattr(self, "train_start"):
+            self.summary["stopped"] = type(exception).__name__
+            self.on_train_end(trainer, pl_module)
+
     def _peak_mb(self) -> float | None:
         peak = peak_memory(self.device)
         return peak / MB if peak is not None else None
 
     def _memory_estimate(self, pl_module: L.LightningModule, batch_size: int, seq_len: int) -> dict | None:
         from models.gpt import GPTConfig
-        from models.sizing import memory_estimate
+        from models.memory import memory_estimate
 
         config = getattr(pl_module, "config", None)
         if not isinstance(config, GPTConfig):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 
 from lightning_modules.callbacks.best import use_best_weights
+
+log = logging.getLogger("tformer")
 
 
 class SamplingCallback(L.Callback):
@@ -44,6 +47,7 @@ class SampleText(SamplingCallback):
         if not trainer.is_global_zero or self.num_samples <= 0 or not hasattr(pl_module, "sample"):
             return
         use_best_weights(trainer, pl_module)
+        log.info("Samples: %d x %d tokens from the best weights -> samples.txt", self.num_samples, self.max_new_tokens)
         self.samples = pl_module.sample(
             self.prompt,
             num_samples=self.num_samples,

@@ -23,8 +23,11 @@ def test_missing_corpora_fail_by_name_and_leave_nothing(tmp_path, capsys):
         "GPT-2 BPE (tiktoken): FAILED",
         "vocab.bpe) is missing",
         "tests never touch the network",
+        f"from another machine into {tmp_path.resolve()}, then run `make data` again.",  # what to do offline
+        "`make data` fetches them into <DATA_DIR>/tiktoken",
     ):
         assert name in out, name
+    assert "../shared" not in out
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 

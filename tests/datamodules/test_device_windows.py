@@ -78,9 +78,9 @@ def test_setting_is_checked_and_auto_means_cuda_only():
         DeviceWindows(np.arange(10), 16, 2, device="cpu")
 
 
-def test_a_fit_trains_on_device_windows(data_dir, cache_dir, one_thread):
+def test_a_fit_trains_on_device_windows(corpora, cache_dir):
     dm = ShakespeareDataModule(
-        data_dir=str(data_dir), cache_dir=str(cache_dir), batch_size=4, block_size=16, device_resident=True
+        data_dir=str(corpora), cache_dir=str(cache_dir), batch_size=4, block_size=16, device_resident=True
     )
     dm.prepare_data()
     dm.setup("fit")

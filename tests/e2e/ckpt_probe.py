@@ -16,3 +16,16 @@ class Ballast(L.Callback):
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
         if trainer.global_step >= self.from_step:
             checkpoint["ballast"] = torch.ones(self.numel)
+
+
+class StepMarker(L.Callback):
+    """Creates `path` once training has reached `step` (rank zero): when a test may send its signal."""
+
+    def __init__(self, path: str, step: int = 3):
+        self.path, self.step = path, step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.step and trainer.is_global_zero:
+            from pathlib import Path
+
+            Path(self.path).touch()

@@ -49,6 +49,10 @@ def test_the_console_says_each_thing_once_without_adverts(short_run):
     assert f"Outputs in {run}" in output and "wandb leet" in output and "wandb sync" in output
     assert "Run history" not in output  # W&B's own end-of-run summary stays quiet
     assert not [line for line in lines if line.startswith("INFO:")]  # Lightning's own handler is gone
+    assert "Total FLOPs" not in output and "limit_val_batches=1.0" not in output  # framework lines that say nothing
+    assert "it/s]" not in output  # no terminal here: plain lines, no bar redrawn
+    assert "step 3/3 (100%)" in output and "Generation metrics: 2 samples in" in output
+    assert "Model GPT (n_layer=2, n_head=2, n_embd=32): " in output  # gpt_nano's sizes overridden: no preset name
 
 
 @pytest.mark.slow
@@ -102,7 +106,8 @@ def test_every_debug_option_composes(debug):
 
     cfg = compose(f"debug={debug}")
     assert cfg.trainer.max_steps <= 100 and cfg.logger.wandb.offline is True
-    assert cfg.cpu_time_check is False
+    assert cfg.cpu_time_check is True and cfg.cpu_expected_s <= 30  # a far bigger model is said before it starts
+    assert cfg.optim.warmup_steps <= cfg.trainer.max_steps  # no warning caused by the preset itself
     if debug == "translation":
         assert cfg.model.name == "seq2seq_small" and cfg.data.limit == 200
     else:

@@ -35,8 +35,7 @@ def test_every_job_of_the_sweep_fits_its_budget(name, sizes, batch, accelerator,
 
     total, by_budget = 0.0, {}
     for cfg in jobs(name):
-        model = instantiate(cfg.model, _convert_="all")  # n_embd divisible by n_head, ...
-        model.vocab_size = 65  # Tiny Shakespeare's characters
+        model = instantiate(cfg.model, _convert_="all", vocab_size=65)  # Tiny Shakespeare's characters; validated
         plan = plan_budget(cfg.budget.flops, model, batch_size=cfg.data.batch_size, block_size=cfg.data.block_size)
         assert plan.steps >= 100 and cfg.optim.warmup_steps < plan.steps // 5  # a schedule, not just a warmup
         assert (cfg.data.batch_size, cfg.data.block_size, cfg.trainer.accelerator) == (*batch, accelerator)

@@ -10,7 +10,8 @@ import shutil
 import pytest
 
 from models import sizing
-from models.gpt import GPTConfig
+from models.gpt import GPT, GPTConfig
+from models.memory import memory_estimate
 from tests.e2e.conftest import TINY
 from tests.figures import assert_figures
 
@@ -22,7 +23,7 @@ def test_estimate_gpt3_with_breakdown(run_script, tmp_path):
     total = sizing.num_params(gpt3)
     assert 174e9 < total < 176e9
     assert f"{total:,}" in out
-    assert "equals the sum" in out  # the meta-device module agrees with the arithmetic
+    assert "counted on the module built on the meta device" in out
     for row in ("embedding W_E", "query W_Q", "key W_K", "value W_V", "output W_O", "MLP up W_1", "MLP down W_2"):
         assert row in out
     assert "unembedding W_U" in out
@@ -38,7 +39,7 @@ def test_estimate_takes_train_overrides(run_script):
     assert "124,439,808" in out and sizing.num_params(cfg) == 124_439_808  # model=gpt2 is GPT-2 small, "124M"
     assert f"{sizing.flops_per_token(cfg, 1024):,}" in out
     assert "vocab 50257 (from data.tokenizer=gpt2)" in out  # model=gpt2 picks GPT-2 BPE data
-    mem = sizing.memory_estimate(cfg, 8, 1024, precision="bf16-mixed", device="cpu")
+    mem = memory_estimate(cfg, 8, 1024, precision="bf16-mixed", device="cpu")
     for value in (mem.weights, mem.optimizer, mem.activations, mem.total, mem.textbook):
         assert f"{value:,}" in out
     char = run_script("estimate.py", "model=gpt2", "data=shakespeare_char").output  # the command line wins
@@ -47,6 +48,22 @@ def test_estimate_takes_train_overrides(run_script):
     cpu = run_script("estimate.py", "experiment=shakespeare_char_cpu").output
     small = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, bias=False)
     assert f"{sizing.num_params(small):,}" in cpu
+
+
+@pytest.mark.slow
+def test_estimate_counts_a_modern_gpt_as_built(run_script):
+    options = dict(positions="rope", normalization="rmsnorm", qk_norm=True, activation="swiglu", n_kv_head=2,
+                   tie_embeddings=False)  # fmt: skip
+    out = run_script(
+        "estimate.py",
+        "model=gpt_nano",
+        "data.block_size=32",
+        *(f"model.{k}={str(v).lower()}" for k, v in options.items()),
+    ).output
+    cfg = GPTConfig(vocab_size=65, block_size=32, n_layer=3, n_head=4, n_embd=64, bias=False, **options)
+    n = sum(p.numel() for p in GPT(cfg).parameters())  # the real module
+    assert f"{n:,}" in out and "options: positions=rope, activation=swiglu, tie_embeddings=False, n_kv_head=2" in out
+    assert f"{6 * (n - 65 * 64) + 12 * 3 * 32 * 64:,}" in out  # FLOPs per token: the untied embedding is a lookup
 
 
 @pytest.mark.slow

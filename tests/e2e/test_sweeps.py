@@ -189,6 +189,24 @@ def test_named_sweeps_compose(name):
         assert set(params) >= {"optim.lr", "model.n_layer", "model.n_embd", "model.n_head"}
 
 
+@pytest.mark.parametrize("name", ["deconstructing_smoke", "model_size_smoke", "context_batch_smoke", "tutorials_smoke"])
+def test_smoke_sweeps_cause_no_warmup_warning(name):
+    cfg = compose([f"sweeps={name}"], return_hydra_config=True)
+    experiments = str(cfg.hydra.sweeper.params.get("experiment", "")).replace(" ", "").split(",")
+    for experiment in [e for e in experiments if e] or [None]:
+        job = compose([f"sweeps={name}", *([f"experiment={experiment}"] if experiment else [])])
+        assert job.optim.warmup_steps <= job.trainer.max_steps, experiment
+
+
+def test_deconstructing_smoke_models_grow_as_their_names_say():
+    def params(name):
+        cfg = compose(["sweeps=deconstructing_smoke", f"deconstructing.model={name}"])
+        return instantiate(cfg.model, vocab_size=65).num_params(), cfg.data.block_size
+
+    small, medium, large = (params(name) for name in ("small", "medium", "large"))
+    assert small < medium < large  # parameters, then context
+
+
 @pytest.mark.parametrize(
     "name, sizes",
     [

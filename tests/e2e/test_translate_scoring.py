@@ -41,21 +41,21 @@ def recipe_run(tmp_path_factory):
     return run
 
 
-def sentences(tmp_path, data_dir, n: int = 12):
-    """The first n val pairs of Multi30k, as an input and a reference file."""
+def sentences(tmp_path, corpora, n: int = 12):
+    """The first n val pairs of the (generated) Multi30k the recipe trained on, as an input and a reference file."""
     src, ref = tmp_path / "in.de", tmp_path / "ref.en"
     for lang, path in (("de", src), ("en", ref)):
-        lines = (data_dir / "multi30k" / f"val.{lang}").read_text(encoding="utf-8").splitlines()[:n]
+        lines = (corpora / "multi30k" / f"val.{lang}").read_text(encoding="utf-8").splitlines()[:n]
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return src, ref
 
 
 @pytest.mark.slow
-def test_recipe_writes_an_averaged_checkpoint_that_translate_scores(recipe_run, run_script, tmp_path, data_dir):
+def test_recipe_writes_an_averaged_checkpoint_that_translate_scores(recipe_run, run_script, tmp_path, corpora):
     averaged = recipe_run / "checkpoints" / "averaged.ckpt"
     raw = torch.load(averaged, weights_only=False)
     assert raw["averaged_steps"] == [4, 6] and raw["tformer_family"] == "seq2seq"
-    src, ref = sentences(tmp_path, data_dir)
+    src, ref = sentences(tmp_path, corpora)
     hyps, report = tmp_path / "hyps.en", tmp_path / "bleu.json"
     out = run_script(
         "translate.py", f"ckpt_path={averaged}", f"input={src}", f"reference={ref}", f"output={hyps}",

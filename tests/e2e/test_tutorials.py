@@ -4,6 +4,7 @@ docs/tutorials.md), the tutorials sweeps and their budget, and the smoke sweep e
 from __future__ import annotations
 
 import csv
+import dataclasses
 
 import pytest
 import torch
@@ -101,7 +102,7 @@ def test_each_preset_is_its_tutorial(preset):
 
 def test_karpathys_gpt_counts_as_gpt_py_plus_the_qkv_biases():
     model = instantiate(compose(["experiment=tutorial_karpathy"]).model)
-    model.vocab_size = 65
+    model = dataclasses.replace(model, vocab_size=65)
     assert model.num_params() == 10_788_929 + 6 * 3 * 384  # gpt.py's 10,788,929 (K/Q/V without bias) + 6,912
 
 

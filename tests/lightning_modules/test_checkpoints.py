@@ -27,8 +27,6 @@ CASES = [
 ]
 IDS = [name for _, name in CASES]
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 @pytest.mark.parametrize("family, name", CASES, ids=IDS)
 def test_committed_checkpoints_load_and_give_their_recorded_outputs(family, name):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
+import signal
 
 import lightning as L
 import pytest
@@ -17,16 +19,6 @@ from lightning.pytorch.loggers import CSVLogger
 from datamodules.shakespeare import ShakespeareDataModule
 from lightning_modules.callbacks.lr_monitor import StepLearningRateMonitor
 from lightning_modules.gpt import GPTLitModule
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread_for_the_module():
-    """Every run of this module on one thread (module-scoped runs too): the same float summation order."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 STEPS = 6  # the uninterrupted run; the interrupted one dies after the validation (and last.ckpt) at step 3
 OPTIM = {"lr": 1e-2, "min_lr": 1e-3, "warmup_steps": 2, "grad_clip": 0.5}
@@ -152,6 +144,31 @@ def test_muon_resume_equals_the_uninterrupted_run_exactly(corpora, tmp_path_fact
         assert all(torch.equal(resumed_state["state"][i][k], v) for k, v in s.items()), i
     scheduler = resumed.lr_scheduler_configs[0].scheduler
     assert scheduler.state_dict() == trainer.lr_scheduler_configs[0].scheduler.state_dict()
+
+
+class Terminate(L.Callback):
+    """A scheduler's SIGTERM arrives during a step (training/signals.StopOnSignal saves last.ckpt at its end)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_run_stopped_by_sigterm_resumes_as_the_uninterrupted_run(uninterrupted, corpora, tmp_path):
+    from training.signals import RunStopped, StopOnSignal
+
+    module, _, record = uninterrupted
+    with pytest.raises(RunStopped) as stopped:
+        fit(corpora, tmp_path / "a", callbacks=[StopOnSignal(), Terminate(4)])  # between the validations at 3 and 6
+    assert stopped.value.step == 5 and torch.load(stopped.value.checkpoint, weights_only=True)["global_step"] == 5
+    resumed_module, _, resumed_record = fit(corpora, tmp_path / "b", ckpt_path=stopped.value.checkpoint)
+    assert sorted(resumed_record.lr) == [5]
+    assert torch.equal(resumed_record.windows[5], record.windows[5])
+    for (name, a), (_, b) in zip(module.state_dict().items(), resumed_module.state_dict().items(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_a_longer_max_steps_on_resume_keeps_the_schedule(uninterrupted, last_ckpt, corpora, tmp_path, caplog):

@@ -106,7 +106,8 @@ def test_compile_options_are_checked_and_blocks_compile_in_place(monkeypatch):
     plain = GPTLitModule(model={**MODEL, "n_layer": 3}, tokenizer=TOKENIZER)
     compiled = GPTLitModule(model={**MODEL, "n_layer": 3}, tokenizer=TOKENIZER, compile=True, compile_scope="blocks")
     compiled.load_state_dict(plain.state_dict())
-    assert compiled._forward is compiled.model  # blocks compiled in place, the model itself is called
+    assert all(block._compiled_call_impl is not None for block in compiled.model.transformer.h)  # in place
+    assert compiled.model._compiled_call_impl is None  # the model around them runs eagerly
     assert list(compiled.state_dict()) == list(plain.state_dict())  # checkpoints keep plain names
     idx = torch.randint(0, 11, (2, 8))
     torch.testing.assert_close(compiled.train()(idx, idx)[1], plain.train()(idx, idx)[1])
@@ -117,3 +118,50 @@ def test_compile_options_are_checked_and_blocks_compile_in_place(monkeypatch):
     a = compiled.sample("abc", num_samples=2, max_new_tokens=4, seed=0)
     assert a == plain.sample("abc", num_samples=2, max_new_tokens=4, seed=0)
     assert len(graphs) == 2
+
+
+def test_the_whole_model_compiles_in_place_and_keeps_its_parameter_names(monkeypatch):
+    import functools
+
+    graphs = []
+
+    def record(gm, inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=record))
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    plain = GPTLitModule(model=MODEL, tokenizer=TOKENIZER)
+    compiled = GPTLitModule(model=MODEL, tokenizer=TOKENIZER, compile=True)
+    compiled.load_state_dict(plain.state_dict())
+    assert compiled.model._compiled_call_impl is not None and "_forward" not in vars(compiled)
+    assert list(compiled.state_dict()) == list(plain.state_dict())  # no _orig_mod. anywhere
+    assert list(compiled.model.state_dict()) == list(plain.model.state_dict())
+    idx = torch.randint(0, 11, (2, 8))
+    torch.testing.assert_close(compiled.eval()(idx, idx)[1], plain.eval()(idx, idx)[1])
+    assert len(graphs) == 1
+    assert compiled.hparams == {"model": plain.config.to_dict(), "tokenizer": TOKENIZER, "optim": None,
+                                "compile": True, "compile_mode": None, "compile_scope": "model"}  # fmt: skip
+
+
+def test_a_modern_gpts_checkpoint_alone_rebuilds_it(tmp_path):
+    import lightning as L
+
+    speedrun = dict(positions="rope", normalization="rmsnorm", qk_norm=True, activation="relu2", n_kv_head=1,
+                    tie_embeddings=False, zero_init_proj=True, logit_softcap=15.0)  # fmt: skip
+    torch.manual_seed(0)
+    module = GPTLitModule(model={**MODEL, **speedrun}, tokenizer=TOKENIZER)
+    with torch.no_grad():  # away from the zero init, so that the blocks matter
+        for p in module.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    trainer = L.Trainer(max_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    loaded = load_module(tmp_path / "m.ckpt", "gpt")
+    assert loaded.config == module.config and loaded.hparams.model["positions"] == "rope"
+    idx = torch.tensor([[1, 2, 3, 4]])
+    torch.testing.assert_close(loaded(idx)[0], module.eval()(idx)[0])
+    assert loaded.sample("abc", num_samples=2, max_new_tokens=5, seed=0) == module.sample(
+        "abc", num_samples=2, max_new_tokens=5, seed=0
+    )

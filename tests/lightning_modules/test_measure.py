@@ -20,6 +20,7 @@ from lightning_modules.hardware import peak_flops
 from lightning_modules.metrics import complete_words, word_accuracy, words
 from models import sizing
 from models.gpt import GPTConfig
+from models.memory import memory_estimate
 
 # ---------------------------------------------------------------------------------------------------------
 # word accuracy
@@ -149,19 +150,21 @@ def test_perf_metrics_reach_the_metrics_file(cpu_fit):
             assert float(r["perf/flops_per_sec"]) == pytest.approx(float(r["perf/tokens_per_sec"]) * fpt, rel=1e-6)
     summary = json.loads((tmp / "measure.json").read_text())
     assert summary["mfu"] is None and summary["peak_flops"] is None
-    assert summary["params"] == sizing.num_params(module.config)
+    assert summary["params"] == sum(p.numel() for p in module.model.parameters())
     assert summary["flops_per_token"] == fpt
     assert summary["steps"] == 4 and summary["val_passes"] == 2
     assert 0 < summary["launch_to_fit_start"] < summary["history"]["elapsed"][0] <= summary["launch_to_train_end"]
+    # the first optimizer step ends after fit starts and before the first validation (after step 2)
+    assert summary["launch_to_fit_start"] < summary["launch_to_first_step"] < summary["history"]["elapsed"][0]
     assert summary["memory_kind"] == "process_peak_rss"
     assert summary["peak_memory_mb"] >= summary["memory_at_start_mb"] > 0
-    est = sizing.memory_estimate(module.config, 4, 16, precision="32-true", device="cpu")
+    est = memory_estimate(module.config, 4, 16, precision="32-true", device="cpu")
     assert summary["estimated_memory"] == est.to_dict()
 
 
 def test_estimate_matches_the_tensors_the_trainer_holds(cpu_fit):
     _, _, module, _, holdings = cpu_fit
-    est = sizing.memory_estimate(module.config, 4, 16, precision="32-true", device="cpu")
+    est = memory_estimate(module.config, 4, 16, precision="32-true", device="cpu")
     after_step = holdings.held[-1]
     assert after_step["batch"] == (4, 16)
     assert after_step["weights"] == est.weights
@@ -216,31 +219,3 @@ def test_memory_estimate_is_skipped_for_non_gpt_modules():
     cfg = GPTConfig(**MODEL)
     module = GPTLitModule(model=asdict(cfg), tokenizer={"kind": "char", "chars": "ab"})
     assert m._memory_estimate(module, 2, 8)["total"] > 0
-
-
-def test_generation_samples_in_batches_and_extends_short_samples_alone(tmp_path):
-    """num_samples=5 with batch_size=2: batches of 2, 2 and 1 samples; a sample short of words is extended alone."""
-    from types import SimpleNamespace
-
-    calls = []
-
-    class Stub:
-        tokenizer = None
-
-        def sample(self, prompt, *, num_samples, max_new_tokens, seed=None, on_token=None, **sampling):
-            calls.append((num_samples, seed))
-            for i in range(max_new_tokens):
-                if on_token is not None:
-                    on_token(i)
-            if num_samples == 1 and prompt != "\n":  # an extension: the prompt is the short sample
-                return [prompt + " four five six.\n"]
-            return ["\none two three four five six.\n"] * (num_samples - 1) + ["\none two"]
-
-    trainer = SimpleNamespace(checkpoint_callback=None, datamodule=None, loggers=[], global_step=7)
-    gen = GenerationMetrics(str(tmp_path), num_samples=5, num_words=5, batch_size=2, seed=10)
-    gen.on_fit_end(trainer, Stub())
-    assert calls[:2] == [(2, 10), (1, 10)]  # the first batch, then its short last sample extended alone
-    assert [c for c in calls if c[1] != 10] == [(2, 12), (1, 12), (1, 14), (1, 14)]
-    samples = json.loads((tmp_path / "generation.json").read_text())["samples"]
-    assert len(samples) == 5 and all(s["words"] == 5 for s in samples)
-    assert gen.result["settings"]["batch_size"] == 2

@@ -18,7 +18,7 @@ from lightning_modules.gpt import GPTLitModule
 from lightning_modules.muon import MuonWithAdamW, make_muon
 from lightning_modules.optim import OptimConfig, lr_lambda, make_optimizer
 from models.gpt import GPT, GPTConfig
-from models.seq2seq import Seq2SeqConfig, build_seq2seq
+from models.seq2seq import Seq2SeqConfig
 
 CFG = OptimConfig(name="muon", lr=1e-2, min_lr=1e-3, muon_lr=0.05, warmup_steps=2, muon_weight_decay=0.01)
 HIDDEN = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -59,7 +59,7 @@ def test_seq2seq_hidden_matrices_are_muons_and_it_trains(impl):
     torch.manual_seed(0)
     c = Seq2SeqConfig(vocab_size=12, max_len=16, n_enc_layer=1, n_dec_layer=1, n_head=2, n_embd=16, d_ff=32,
                       dropout=0.0, impl=impl, tie_embeddings=impl == "native", head_bias=impl == "torch")  # fmt: skip
-    model = build_seq2seq(c)
+    model = c.build()
     opt = make_optimizer(model, CFG, device_type="cpu")
     groups = group_names(model, opt)
     names = {n for n, p in model.named_parameters() if p.dim() == 2}

@@ -18,7 +18,7 @@ def test_decay_on_matrices_only_even_when_flattened():
     assert {id(p) for p in decay} == {id(p) for p in expected} and len(decay) == len(expected)
     assert len(decay) == 2 * 4 + 2  # 2 layers x (qkv, proj, fc, proj) + wte (tied to the head) + wpe
     assert all(p.dim() == 1 for p in no_decay) and no_decay
-    assert sum(p.numel() for p in decay + no_decay) == model.num_params()  # every parameter once
+    assert sum(p.numel() for p in decay + no_decay) == model.config.num_params()  # every parameter once
     with torch.no_grad():  # FSDP(use_orig_params=True) shows each rank a 1-D shard of every parameter
         for p in model.parameters():
             p.data = p.data.flatten()

@@ -1,14 +1,17 @@
-"""StepProgressBar: progress in optimizer steps (not batches of an epoch), tokens/s, a resumed run's start."""
+"""StepProgressBar: progress in optimizer steps (not batches of an epoch), tokens/s, a resumed run's start; without
+a terminal, plain lines instead of a redrawn bar (WorkProgress likewise)."""
 
 from __future__ import annotations
 
+import logging
 import re
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from lightning_modules.callbacks.progress import StepProgressBar, _token_count
+from lightning_modules.callbacks import progress
+from lightning_modules.callbacks.progress import StepProgressBar, WorkProgress, _token_count, progress_line
 
 
 class Windows(IterableDataset):
@@ -33,8 +36,9 @@ class Tiny(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def bar_output(capsys, max_steps: int, accumulate: int = 1) -> str:
-    trainer = L.Trainer(max_steps=max_steps, accumulate_grad_batches=accumulate, callbacks=[StepProgressBar(2)],
+def bar_output(capsys, max_steps: int, accumulate: int = 1, bar: StepProgressBar | None = None) -> str:
+    bar = bar or StepProgressBar(2, lines=False)
+    trainer = L.Trainer(max_steps=max_steps, accumulate_grad_batches=accumulate, callbacks=[bar],
                         logger=False, enable_checkpointing=False, enable_model_summary=False,
                         accelerator="cpu")  # fmt: skip
     trainer.fit(Tiny(), DataLoader(Windows(), batch_size=3))
@@ -54,3 +58,56 @@ def test_token_count_reads_gpt_and_translation_batches():
     assert _token_count((torch.zeros(3, 8), torch.zeros(3, 8))) == 24
     assert _token_count({"tgt_out": torch.zeros(2, 5), "src": torch.zeros(2, 9)}) == 10
     assert _token_count({"src": torch.zeros(2, 9)}) == 0
+
+
+class Validated(Tiny):
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", self.emb(batch[0]).pow(2).mean(), prog_bar=True)
+
+
+def test_without_a_terminal_progress_is_plain_lines_not_a_bar(capsys, caplog):
+    bar = StepProgressBar(2, lines=True, line_every_s=3600)  # no line is due by time: the last step and validations
+    trainer = L.Trainer(max_steps=5, val_check_interval=3, limit_val_batches=1, num_sanity_val_steps=1,
+                        callbacks=[bar], logger=False, enable_checkpointing=False, enable_model_summary=False,
+                        accelerator="cpu")  # fmt: skip
+    loader = DataLoader(Windows(), batch_size=3)
+    with caplog.at_level(logging.INFO, logger="tformer"):
+        trainer.fit(Validated(), loader, loader)
+    captured = capsys.readouterr()
+    assert "it/s" not in captured.out + captured.err and "\r" not in captured.out + captured.err  # no bar drawn
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert [line.split("  ")[0] for line in lines] == ["step 3/5 (60%)", "step 5/5 (100%)"]
+    assert "val/loss" in lines[0] and "ETA" in lines[0] and "train/loss" in lines[1] and "ETA" not in lines[1]
+
+
+def test_lines_come_every_so_many_seconds(monkeypatch, caplog):
+    clock = iter(range(0, 10_000, 10))  # each look at the clock: 10 s later
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    bar = StepProgressBar(1, lines=True, line_every_s=25)
+    trainer = L.Trainer(max_steps=12, callbacks=[bar], logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, limit_val_batches=0, accelerator="cpu")  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="tformer"):
+        trainer.fit(Tiny(), DataLoader(Windows(), batch_size=3))
+    steps = [int(r.getMessage().split()[1].split("/")[0]) for r in caplog.records if r.getMessage().startswith("step")]
+    assert 2 <= len(steps) < 12 and steps[-1] == 12 and steps == sorted(set(steps))  # some steps, not every one
+
+
+def test_progress_line_reads_like_the_bar():
+    line = progress_line(250, 1250, {"train/loss": 2.2701, "tok/s": "10,012"}, eta_s=212)
+    assert line == "step 250/1,250 (20%)  train/loss 2.270  tok/s 10,012  ETA 4 min"
+    assert progress_line(7, -1, {}, None) == "step 7"
+
+
+def test_work_progress_logs_lines_with_a_growing_total(monkeypatch, caplog):
+    clock = iter(range(0, 1000, 4))
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    with caplog.at_level(logging.INFO, logger="tformer"), WorkProgress("generation", 100, "tok", every_s=10,
+                                                                       lines=True) as work:  # fmt: skip
+        for _ in range(5):
+            work.update(20)
+        work.add(50)
+        for _ in range(3):
+            work.update(10)
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages and all(m.startswith("generation: ") for m in messages)
+    assert "/150 tok" in messages[-1] and work.n == 130 and work.total == 150

@@ -22,8 +22,6 @@ from models.seq2seq import Seq2SeqConfig
 from tests.conftest import parallel_datamodule
 from training.checkpoint import load_module
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def first_short_pairs(root: Path) -> list[tuple[str, str]]:
     """The first 300 training pairs of at most 10 words a side."""

@@ -10,9 +10,9 @@ from lightning_modules.callbacks.target import TargetStop
 from tests.lightning_modules.test_measure import column, fit
 
 
-def test_stops_at_the_first_validation_at_the_target(tmp_path, data_dir, cache_dir, one_thread):
+def test_stops_at_the_first_validation_at_the_target(tmp_path, corpora, cache_dir):
     target = TargetStop(str(tmp_path), target=100.0, save_checkpoint=True)  # any loss is below 100
-    trainer, _, rows = fit(tmp_path, data_dir, cache_dir, [target], steps=8)
+    trainer, _, rows = fit(tmp_path, corpora, cache_dir, [target], steps=8)
     assert trainer.global_step == 2  # validations every 2 steps: stopped at the first, not at 8
     record = json.loads((tmp_path / "target.json").read_text())
     val = column(rows, "val/loss")
@@ -23,9 +23,9 @@ def test_stops_at_the_first_validation_at_the_target(tmp_path, data_dir, cache_d
     assert (tmp_path / "checkpoints" / "target.ckpt").is_file()
 
 
-def test_a_run_that_never_reaches_it_says_so(tmp_path, data_dir, cache_dir, one_thread):
+def test_a_run_that_never_reaches_it_says_so(tmp_path, corpora, cache_dir):
     target = TargetStop(str(tmp_path), target=0.0)
-    trainer, _, rows = fit(tmp_path, data_dir, cache_dir, [target], steps=4)
+    trainer, _, rows = fit(tmp_path, corpora, cache_dir, [target], steps=4)
     assert trainer.global_step == 4
     record = json.loads((tmp_path / "target.json").read_text())
     assert not record["reached"] and record["best"] == pytest.approx(min(column(rows, "val/loss")))

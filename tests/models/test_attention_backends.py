@@ -3,10 +3,12 @@ bidirectional, padded) and through the whole GPT; `flash` fails clearly off-GPU 
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
-from models.attention import Attention, math_attention
+from models.attention import Attention, KVCache, math_attention
 from models.gpt import GPT, GPTConfig
 
 
@@ -39,6 +41,39 @@ def test_math_matches_sdpa_in_one_layer_with_padding(causal):
     pad[1, 6:] = True
     torch.testing.assert_close(fast(x), ref(x))
     torch.testing.assert_close(fast(x, key_padding_mask=pad), ref(x, key_padding_mask=pad))
+
+
+@pytest.mark.parametrize(
+    "backend, t, cached, padded, masks",
+    [
+        ("sdpa", 6, 0, False, 0),  # the square causal case: SDPA's is_causal, no mask
+        ("sdpa", 1, 5, False, 0),  # one new query sees every cached key
+        ("sdpa", 3, 5, False, 1),  # a query block after a cache: bottom-right aligned causal mask
+        ("sdpa", 6, 0, True, 1),  # padding
+        ("math", 6, 0, False, 1),  # the explicit softmax takes its causal mask as a tensor
+    ],
+)
+def test_a_mask_is_built_only_when_one_is_used(monkeypatch, backend, t, cached, padded, masks):
+    import models.attention
+
+    built = []
+    real = models.attention.build_mask
+
+    def counting(*args, **kw):
+        mask = real(*args, **kw)
+        built.extend([mask] if mask is not None else [])  # None: nothing was built
+        return mask
+
+    monkeypatch.setattr(models.attention, "build_mask", counting)
+    attn = Attention(16, 2, causal=True, backend=backend).eval()
+    cache = None
+    if cached:
+        cache = KVCache(2, 2, 16, 8, device="cpu", dtype=torch.float32)
+        attn(torch.randn(2, cached, 16), cache=cache)
+        built.clear()
+    pad = torch.zeros(2, t, dtype=torch.bool) if padded else None
+    attn(torch.randn(2, t, 16), cache=cache, key_padding_mask=pad)
+    assert len(built) == masks
 
 
 def test_math_matches_sdpa_through_the_gpt():
@@ -76,10 +111,9 @@ def test_flash_fails_clearly_without_cuda():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_flash_matches_sdpa_on_cuda():
-    sdpa, flash = pair(n_embd=128, n_head=2)
-    flash.config.attention = "flash"
-    for block in flash.transformer.h:
-        block.attn.backend = "flash"
+    sdpa, _ = pair(n_embd=128, n_head=2)
+    flash = GPT(dataclasses.replace(sdpa.config, attention="flash"))
+    flash.load_state_dict(sdpa.state_dict())
     sdpa, flash = sdpa.cuda(), flash.cuda()
     idx = torch.randint(0, 65, (4, 32), device="cuda")
     with torch.autocast("cuda", dtype=torch.bfloat16):

@@ -23,9 +23,6 @@ def beam(m, src, mask, *, beam_size, length_penalty=1.0, **limits):
     return beam_search(m, src, mask, Decoding(**IDS, **limits), beam_size=beam_size, length_penalty=length_penalty)
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 def eos_prone_model(vocab=30, eos_scale=2.5, seed=0, **kw) -> Seq2Seq:
     """A random model whose EOS logit varies a lot, so sentences end after different numbers of steps."""
     torch.manual_seed(seed)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from models.blocks import sinusoidal_positions
-from models.seq2seq import Seq2Seq, Seq2SeqBase, Seq2SeqConfig, build_seq2seq
+from models.seq2seq import Seq2SeqBase, Seq2SeqConfig
 
 PAD = 0
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**kw) -> Seq2SeqConfig:
@@ -21,7 +20,7 @@ def tiny(**kw) -> Seq2SeqConfig:
 
 def model(**kw) -> Seq2SeqBase:
     torch.manual_seed(0)
-    return build_seq2seq(tiny(**kw)).eval()
+    return tiny(**kw).build().eval()
 
 
 SEPARATE = dict(tie_embeddings=False, src_vocab_size=41, tgt_vocab_size=43)  # tokens < 40 on both sides
@@ -51,6 +50,10 @@ VARIANTS = [
         ("norm", "sandwich", "model.norm='sandwich' is unknown"),
         ("attention", "xformers", "model.attention='xformers' is unknown"),
         ("activation", "tanh", "model.activation='tanh' is unknown"),
+        ("positions", "rope", "model.positions='rope' is unknown to the seq2seq model; choose one of ('learned', "),
+        ("positions", "none", "model.positions='none' is unknown to the seq2seq model"),
+        ("activation", "swiglu", "model.activation='swiglu' is unknown to the seq2seq model; choose one of ('gelu', "),
+        ("activation", "relu2", "model.activation='relu2' is unknown to the seq2seq model"),
         ("impl", "keras", "model.impl='keras' is unknown"),
         ("src_vocab_size", 0, "model.src_vocab_size must be a positive integer"),
         ("tgt_vocab_size", 500, "model.tie_embeddings=true needs one joint vocabulary"),
@@ -75,9 +78,11 @@ def test_config_errors_name_the_field(field, value, message):
 )
 def test_num_params_formula_matches_module(kw):
     cfg = tiny(**kw)
-    m = build_seq2seq(cfg)
-    assert cfg.num_params() == m.num_params() == sum(p.numel() for p in m.parameters())
-    assert cfg.num_params(non_embedding=True) == m.num_params(non_embedding=True)
+    m = cfg.build()
+    assert cfg.num_params() == sum(p.numel() for p in m.parameters())  # a tied tensor once
+    tables = {id(mod.weight) for mod in m.modules() if isinstance(mod, torch.nn.Embedding)}
+    embedding = sum(p.numel() for p in m.parameters() if id(p) in tables)
+    assert cfg.num_params(non_embedding=True) == cfg.num_params() - embedding
 
 
 def test_config_sizes_of_the_shipped_models():
@@ -211,11 +216,14 @@ def test_separate_vocabularies_have_their_own_embeddings_and_head():
     assert m.config.tgt_vocab == 43 and m.config.src_vocab == 41
 
 
-def test_vocab_sizes_set_after_construction_are_checked_when_the_model_is_built():
+def test_vocab_sizes_given_after_construction_are_checked_again():
     cfg = tiny()
-    cfg.src_vocab_size = 50  # e.g. from a tokenizer, after the config was validated
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.src_vocab_size = 50  # a validated config is never changed in place
     with pytest.raises(ValueError, match=r"model.tie_embeddings=true needs one joint vocabulary.*tie_embeddings=false"):
-        Seq2Seq(cfg)
+        dataclasses.replace(cfg, src_vocab_size=50)  # e.g. from a tokenizer: replace validates again
+    untied = dataclasses.replace(cfg, src_vocab_size=50, tie_embeddings=False)
+    assert untied.build().src_emb.weight.shape == (50, 16) and cfg.src_vocab_size is None
 
 
 def test_embedding_scale_and_activation_options():

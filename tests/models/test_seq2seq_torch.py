@@ -9,10 +9,8 @@ import torch
 from torch import nn
 
 from models.decoding import Decoding, beam_search, greedy_search
-from models.seq2seq import Seq2SeqConfig, build_seq2seq
+from models.seq2seq import Seq2SeqConfig
 from models.seq2seq_torch import Seq2SeqTorch
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 PAD, BOS, EOS = 0, 1, 2
 # The PyTorch translation tutorial's choices, at a tiny size.
@@ -23,7 +21,7 @@ def torch_model(seed=0, **kw) -> Seq2SeqTorch:
     torch.manual_seed(seed)
     base = dict(vocab_size=30, src_vocab_size=30, tgt_vocab_size=25, max_len=32, n_enc_layer=2, n_dec_layer=2,
                 n_head=2, n_embd=16, d_ff=32, dropout=0.0)  # fmt: skip
-    return build_seq2seq(Seq2SeqConfig(**{**base, **TUTORIAL, **kw})).eval()
+    return Seq2SeqConfig(**{**base, **TUTORIAL, **kw}).build().eval()
 
 
 def sources(b=5, s=8, vocab=25, seed=0):

@@ -90,7 +90,7 @@ def test_checkpoints_of_other_models_or_families_are_refused(checkpoints, tmp_pa
         average_checkpoints([tmp_path / "missing.ckpt"])
 
 
-def test_callback_averages_the_weights_of_the_last_validations(tmp_path, data_dir, cache_dir, one_thread):
+def test_callback_averages_the_weights_of_the_last_validations(tmp_path, corpora, cache_dir):
     from tests.lightning_modules.test_measure import fit
 
     class Seen(L.Callback):
@@ -104,7 +104,7 @@ def test_callback_averages_the_weights_of_the_last_validations(tmp_path, data_di
 
     seen = Seen()
     averaging = AverageCheckpoints(str(tmp_path / "checkpoints"), last_n=2)
-    trainer, module, _ = fit(tmp_path, data_dir, cache_dir, [seen, averaging], steps=6)  # validations at 2, 4, 6
+    trainer, module, _ = fit(tmp_path, corpora, cache_dir, [seen, averaging], steps=6)  # validations at 2, 4, 6
     assert list(averaging.steps) == [4, 6] and len(seen.states) == 3
     raw = torch.load(tmp_path / "checkpoints" / "averaged.ckpt", weights_only=False)
     assert raw["averaged_steps"] == [4, 6] and raw["tformer_family"] == "gpt" and "optimizer_states" not in raw

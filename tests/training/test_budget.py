@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -67,9 +68,7 @@ def test_less_than_one_step_is_refused():
 
 def composed(hydra_job, overrides: list[str], **kwargs):
     cfg = hydra_job([*TINY, *overrides], multirun=False, **kwargs)
-    m = build_model_config(cfg)
-    m.vocab_size = 65
-    return cfg, m
+    return cfg, dataclasses.replace(build_model_config(cfg), vocab_size=65)
 
 
 def test_budget_sets_max_steps_and_records_its_choice(hydra_job, caplog):

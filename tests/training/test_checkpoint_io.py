@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -10,10 +11,12 @@ from types import SimpleNamespace
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.strategies import FSDPStrategy
 
 from training.checkpoint_io import AtomicCheckpointIO, use_atomic_checkpoints
+from training.disk import DiskError
 
 
 @pytest.fixture
@@ -77,3 +80,56 @@ def test_a_checkpoint_io_of_another_kind_is_left_alone():
     trainer = L.Trainer(logger=False, enable_checkpointing=False, plugins=[Custom()])
     use_atomic_checkpoints(trainer)
     assert type(trainer.strategy.checkpoint_io) is Custom
+
+
+def write_to_full_disk(checkpoint, tmp) -> None:
+    """What _write_synced meets on a full disk: /dev/full answers every write with ENOSPC."""
+    with open("/dev/full", "wb") as f:
+        torch.save(checkpoint, f)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_is_one_line_naming_the_folder_and_its_free_space(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"global_step": 2}, path)
+    monkeypatch.setattr("training.checkpoint_io._write_synced", write_to_full_disk)
+    with pytest.raises(DiskError) as err:
+        io.save_checkpoint({"global_step": 4, "w": torch.zeros(100_000)}, path)
+    message = str(err.value)
+    assert message.startswith(f"could not write {path}: no space left on device ({path.parent}: ")
+    assert " free of " in message and "The checkpoints written before are kept" in message
+    assert "inline_container" not in message and "\n" not in message
+    assert torch.load(path, weights_only=True)["global_step"] == 2
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+
+
+def test_a_read_only_folder_is_one_line_too(tmp_path, monkeypatch):
+    def read_only(checkpoint, tmp):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp))
+
+    monkeypatch.setattr("training.checkpoint_io._write_synced", read_only)
+    with pytest.raises(DiskError, match=rf"could not write {tmp_path / 'best.ckpt'}: read-only file system \("):
+        AtomicCheckpointIO().save_checkpoint({"global_step": 4}, tmp_path / "best.ckpt")
+
+
+def test_other_errors_of_a_save_keep_their_traceback(tmp_path, monkeypatch):
+    def bug(checkpoint, tmp):
+        raise RuntimeError("a bug, not the disk")
+
+    monkeypatch.setattr("training.checkpoint_io._write_synced", bug)
+    with pytest.raises(RuntimeError, match="a bug, not the disk"):
+        AtomicCheckpointIO().save_checkpoint({"global_step": 4}, tmp_path / "best.ckpt")
+
+
+def test_the_next_run_removes_the_temporary_files_of_interrupted_writes(tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    stale = [folder / ".last.ckpt.k3j2x9.tmp", folder / ".best.ckpt.a1b2c3.tmp"]
+    kept = [folder / "last.ckpt", folder / ".notes.tmp", folder / "other.txt"]
+    for p in stale + kept:
+        p.write_bytes(b"x" * 10)
+    callback = ModelCheckpoint(dirpath=folder)
+    trainer = L.Trainer(logger=False, callbacks=[callback], enable_progress_bar=False)
+    use_atomic_checkpoints(trainer)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in kept)

@@ -51,6 +51,18 @@ def test_muon_is_accepted_under_ddp_and_for_seq2seq(hydra_job, overrides):
     assert model_cfg is not None
 
 
+def test_an_option_of_another_family_is_named(hydra_job):
+    cfg = hydra_job(["model=seq2seq_small", "+model.qk_norm=true"], multirun=False)
+    with pytest.raises(ValueError, match=r"model.qk_norm is not an option of Seq2SeqConfig; its options: vocab_size"):
+        check_run(cfg)
+    cfg = hydra_job(["model=seq2seq_small", "model.positions=rope"], multirun=False)
+    with pytest.raises(Exception) as err:
+        check_run(cfg)
+    assert user_error_message(err.value) == (
+        "model.positions='rope' is unknown to the seq2seq model; choose one of ('learned', 'sinusoidal')"
+    )
+
+
 def test_a_missing_checkpoint_is_named(hydra_job):
     with pytest.raises(FileNotFoundError, match=r"ckpt_path=/no/such.ckpt does not exist"):
         check_run(hydra_job([*TINY, "ckpt_path=/no/such.ckpt"], multirun=False))
@@ -95,7 +107,9 @@ def test_flash_needs_cuda_and_half_precision(monkeypatch):
         ({"max_new_tokens": -5}, "max_new_tokens=-5 must be a positive integer"),
         ({"seed": "abc"}, "seed='abc' must be an integer"),
         ({"temperature": -1.0}, "temperature=-1.0 must be a number >= 0"),
-        ({"top_k": 2.5}, "top_k=2.5 must be an integer"),
+        ({"top_k": 2.5}, "top_k=2.5 must be a positive integer (or null: no top-k filter)"),
+        ({"top_k": -3}, "top_k=-3 must be a positive integer (or null: no top-k filter)"),
+        ({"top_k": 0}, "top_k=0 must be a positive integer"),
         ({"top_p": 1.5}, "top_p=1.5 must be in (0, 1]"),
     ],
 )
@@ -140,3 +154,18 @@ def test_a_resumed_run_must_have_steps_left(hydra_job, tmp_path):
         cfg = hydra_job([*TINY, f"ckpt_path={tmp_path / 'last.ckpt'}", f"trainer.max_steps={steps}"], multirun=False)
         with pytest.raises(ValueError, match=f"trainer.max_steps={steps} but ckpt_path=.* has already trained 6 steps"):
             check_run(cfg)
+
+
+def test_module_options_are_the_lightning_modules_arguments():
+    from lightning_modules.gpt import GPTLitModule
+    from lightning_modules.seq2seq import Seq2SeqLitModule
+    from training.checks import check_module_options
+
+    check_module_options({"compile_scope": "blocks"}, GPTLitModule)
+    check_module_options({"beam_size": 4, "label_smoothing": 0.0}, Seq2SeqLitModule)
+    with pytest.raises(ValueError) as err:
+        check_module_options({"foo": 1}, GPTLitModule)
+    assert str(err.value) == "module.foo is not an option of the gpt LightningModule (GPTLitModule); its options: " \
+                             "compile_mode, compile_scope"  # fmt: skip
+    with pytest.raises(ValueError, match="module.tokenizer is not an option"):
+        check_module_options({"tokenizer": {}}, GPTLitModule)  # train.py passes it itself

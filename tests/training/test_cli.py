@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -97,3 +99,13 @@ def test_a_plain_value_error_from_model_code_during_a_run_keeps_its_traceback(hy
     with pytest.raises(ValueError, match="shape mismatch inside the model") as err, user_errors():
         train(cfg)
     assert not isinstance(err.value, UserError)
+
+
+def test_a_full_disk_anywhere_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        with user_errors():
+            raise OSError(errno.ENOSPC, "No space left on device", "/runs/x/csv/metrics.csv")
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: could not write /runs/x/csv/metrics.csv: no space left on device (/runs/x/csv: ")
+    assert err.count("\n") == 1

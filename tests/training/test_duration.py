@@ -68,3 +68,48 @@ def test_a_wall_time_budget_bounds_the_estimate(cpu_only, monkeypatch, caplog, m
     assert "trains until trainer.max_time, 30 min, on this CPU" in caplog.text
     with pytest.raises(ValueError, match="long_cpu_run=true"):  # a budget above an hour still asks
         duration.check_cpu_duration(cfg(trainer={"max_steps": 10**9, "max_time": "00:02:00:00"}), MODEL)
+
+
+# experiment=shakespeare_char_cpu states its duration (cpu_expected_s); its own model, and the same recipe on a
+# new corpus with GPT-2 tokens (the 50,257-row output layer): the CPU at 50 GFLOP/s (the cpu_only fixture).
+RECIPE = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)
+RECIPE_BPE = GPTConfig(vocab_size=50257, block_size=64, n_layer=4, n_head=4, n_embd=128)
+
+
+def recipe(**top):
+    return cfg(
+        **{"trainer": {"max_steps": 1250}, "data": {"batch_size": 32, "block_size": 64}, "cpu_expected_s": 330, **top}
+    )
+
+
+def test_a_recipes_own_run_gets_the_estimate_as_a_plain_line(cpu_only, monkeypatch, caplog):
+    tty(monkeypatch, False)
+    with caplog.at_level(logging.INFO, logger="tformer"):
+        duration.check_cpu_duration(recipe(), RECIPE, ask=lambda _: pytest.fail("no question"))
+    (line,) = [r for r in caplog.records if "No GPU found" in r.getMessage()]
+    assert line.levelno == logging.INFO and "(this recipe: about 6 min on 2 cores)" in line.getMessage()
+
+
+def test_a_run_far_above_its_recipe_says_so_and_why(cpu_only, monkeypatch, caplog):
+    tty(monkeypatch, False)
+    fast = recipe(trainer={"max_steps": 600})  # short enough to need no yes: the warning alone
+    with caplog.at_level(logging.INFO, logger="tformer"):
+        duration.check_cpu_duration(fast, RECIPE_BPE, ask=lambda _: pytest.fail("no question"))
+    (line,) = [r for r in caplog.records if "No GPU found" in r.getMessage()]
+    text = line.getMessage()
+    assert line.levelno == logging.WARNING and "this recipe's 6 min on 2 cores (cpu_expected_s=330)" in text
+    seconds = duration.estimate_seconds(RECIPE_BPE.flops_per_token(64), 32 * 64, 600)
+    assert f"{seconds / 330:.0f}x" in text and seconds > 3 * 330
+    assert "output layer over a 50,257-token vocabulary is 88% of the work: data.tokenizer=char" in text
+    with pytest.raises(ValueError, match="long_cpu_run=true to train anyway, or the output layer"):  # above an hour
+        duration.check_cpu_duration(recipe(), RECIPE_BPE, ask=lambda _: pytest.fail("no question"))
+    wide = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=320)  # wider, not a vocabulary
+    with caplog.at_level(logging.INFO, logger="tformer"):
+        duration.check_cpu_duration(fast, wide, ask=lambda _: pytest.fail("no question"))
+    assert "the overrides made the model or its batches bigger than the recipe's" in caplog.records[-1].getMessage()
+
+
+def test_cpu_time_check_false_still_turns_it_all_off(cpu_only, monkeypatch, caplog):
+    with caplog.at_level(logging.INFO, logger="tformer"):
+        duration.check_cpu_duration(recipe(cpu_time_check=False), RECIPE_BPE)
+    assert "No GPU" not in caplog.text

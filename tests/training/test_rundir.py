@@ -83,3 +83,23 @@ def test_resuming_in_place_keeps_the_earlier_metrics(tmp_path):
     assert kept == run / "csv" / "metrics.1.csv" and kept.read_text() == "step,train/loss\n0,4.2\n"
     (run / "csv" / "metrics.csv").write_text("step,train/loss\n4,3.9\n")
     assert keep_earlier_metrics(run, str(run / "checkpoints" / "last.ckpt")).name == "metrics.2.csv"
+
+
+def test_a_slurm_job_that_lightning_requeued_continues_in_its_directory(tmp_path, monkeypatch):
+    run = tmp_path / "slurm-7"
+    (run / "csv").mkdir(parents=True)
+    (run / "config.yaml").write_text("seed: 1\n")
+    (run / "csv" / "metrics.csv").write_text("step\n0\n")
+    with pytest.raises(UserError, match="already holds another run"):
+        check_run_dir(run)  # outside SLURM, or without Lightning's hpc checkpoint
+    (run / "hpc_ckpt_1.ckpt").write_bytes(b"")
+    with pytest.raises(UserError, match="already holds another run"):
+        check_run_dir(run)
+    monkeypatch.setenv("SLURM_NTASKS", "8")
+    monkeypatch.setenv("SLURM_JOB_NAME", "tformer")
+    check_run_dir(run)  # the requeued job: Lightning resumes from hpc_ckpt_1.ckpt here
+    save_config(OmegaConf.create({"seed": 2}), run)
+    assert keep_earlier_metrics(run, None) == run / "csv" / "metrics.1.csv"
+    monkeypatch.setenv("SLURM_JOB_NAME", "bash")  # an interactive allocation: Lightning does not resume
+    with pytest.raises(UserError, match="already holds another run"):
+        check_run_dir(run)

@@ -125,3 +125,19 @@ def test_a_multirun_in_which_every_job_failed_exits_1(hydra_job, tmp_path, caplo
     assert exit_info.value.code == 1
     assert "Multirun: every job failed (2 of 2)" in caplog.text
     assert [r.split(",")[1] for r in (sweep_dir / "summary.csv").read_text().splitlines()[1:]] == ["failed"] * 2
+
+
+def test_a_diverged_multirun_job_records_the_line_as_its_reason(hydra_job):
+    cfg = hydra_job(["model.n_layer=2"])
+
+    from lightning_modules.callbacks.finite import DivergedError
+
+    line = "training diverged: train/loss is not finite (nan or inf) at step 6 of 12, ..."
+
+    def train(cfg):
+        raise DivergedError(line)
+
+    assert run_job(cfg, train) == float("inf")
+    status = json.loads(Path(cfg.paths.output_dir, "status.json").read_text())
+    assert status["status"] == "failed"
+    assert status["error"] == f"DivergedError: {line}"

@@ -1,0 +1,98 @@
+"""training/startup.py: torchmetrics imported without scipy, transformers and matplotlib (which import normally
+afterwards), and wandb.init without W&B Launch unless launch inputs were staged."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+
+from training import startup
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FRESH = """
+import json, sys
+from training.startup import lean_torchmetrics
+first = lean_torchmetrics()
+import lightning, torch
+from torchmetrics import MeanMetric
+hidden = [name for name in ("scipy", "transformers", "matplotlib") if name in sys.modules]
+m = MeanMetric()
+m.update(torch.tensor([1.0, 2.0]), weight=torch.tensor([1.0, 3.0]))
+from lightning_utilities.core.imports import package_available
+after = {"scipy": package_available("scipy")}
+try:
+    import scipy.signal  # noqa: F401
+    after["scipy.signal"] = True
+except ImportError:
+    after["scipy.signal"] = False
+print(json.dumps({"first": first, "again": lean_torchmetrics(), "hidden": hidden, "mean": float(m.compute()),
+                  "after": after}))
+"""
+
+
+@pytest.mark.slow
+def test_a_fresh_process_imports_lightning_without_scipy_transformers_or_matplotlib():
+    out = subprocess.run([sys.executable, "-c", FRESH], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["first"] is True and got["again"] is False  # once per process
+    assert got["hidden"] == []  # none of the three was imported along with Lightning and torchmetrics
+    assert got["mean"] == pytest.approx(1.75)  # the torchmetrics the project uses works: (1*1 + 2*3) / 4
+    installed = importlib.util.find_spec("scipy") is not None
+    assert got["after"] == {"scipy": installed, "scipy.signal": installed}  # and scipy imports as before
+
+
+def test_the_finder_hides_the_packages_and_their_modules_only():
+    finder = startup._Hide()
+    for name in ("scipy", "scipy.signal", "transformers", "matplotlib.pyplot"):
+        with pytest.raises(ModuleNotFoundError):
+            finder.find_spec(name)
+    assert finder.find_spec("scipyx") is None and finder.find_spec("torch") is None  # others: not its business
+
+
+def test_nothing_is_done_once_torchmetrics_is_imported():
+    import torchmetrics  # noqa: F401
+
+    assert startup.lean_torchmetrics() is False
+    assert not any(isinstance(f, startup._Hide) for f in sys.meta_path)
+
+
+def test_lean_imports_run_first_among_the_hydra_callbacks():
+    callbacks = yaml.safe_load((ROOT / "conf" / "hydra" / "default.yaml").read_text())["callbacks"]
+    assert list(callbacks)[0] == "lean_imports"
+    assert callbacks["lean_imports"]["_target_"] == "training.startup.LeanImports"
+
+
+@pytest.fixture
+def run_class(monkeypatch):
+    from wandb.sdk.wandb_run import Run
+
+    monkeypatch.setattr(Run, "_detect_and_apply_job_inputs", Run._detect_and_apply_job_inputs)  # restored after
+    return Run
+
+
+def test_wandb_skips_launch_inputs_unless_they_were_staged(run_class, monkeypatch):
+    calls = []
+    monkeypatch.setattr(run_class, "_detect_and_apply_job_inputs", lambda self: calls.append(self))
+    assert startup.skip_unstaged_launch_inputs() is True
+    assert startup.skip_unstaged_launch_inputs() is True  # patched once, not wrapped twice
+    monkeypatch.delitem(sys.modules, startup.STAGED_INPUTS, raising=False)
+    run_class._detect_and_apply_job_inputs("run")
+    assert calls == []  # no launch module: nothing can have been staged, nothing imported
+    monkeypatch.setitem(sys.modules, startup.STAGED_INPUTS, types.ModuleType(startup.STAGED_INPUTS))
+    run_class._detect_and_apply_job_inputs("run")
+    assert calls == ["run"]  # inputs may have been staged: W&B applies them as before
+
+
+def test_the_wandb_step_skipped_exists_in_this_wandb(run_class):
+    source = importlib.util.find_spec("wandb.sdk.wandb_run").origin
+    text = Path(source).read_text()
+    assert "self._detect_and_apply_job_inputs()" in text and startup.STAGED_INPUTS in text

@@ -1,0 +1,91 @@
+"""A faster start: imports a training run never uses are left out, and W&B skips work no run here needs.
+
+Lightning imports torchmetrics as it starts (to read its version), and torchmetrics, as it starts, imports
+scipy.signal (its audio metrics) and Hugging Face transformers (BERTScore) whenever they are installed
+(transformers comes with the `pretrained` extra): about 2 s of a 2-core start-up, for metrics this project
+never computes (it uses MeanMetric). `lean_torchmetrics()` imports torchmetrics with those two packages
+hidden, so torchmetrics records them as absent; afterwards they import normally (models/pretrained.py's
+transformers, anything else's scipy). Only torchmetrics' BERTScore, InfoLM and scipy-backed audio metrics
+would then say their package is missing, in this process.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import sys
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+HIDDEN = ("scipy", "transformers", "matplotlib")  # imported by torchmetrics as it starts; unused by a run
+
+
+class _Hide(importlib.abc.MetaPathFinder):
+    """An import finder under which the HIDDEN packages are not installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in HIDDEN:
+            raise ModuleNotFoundError(f"No module named {name!r} (hidden while torchmetrics starts)", name=name)
+        return None
+
+
+def lean_torchmetrics() -> bool:
+    """Import torchmetrics without scipy and transformers (before Lightning does it with them); False when
+    torchmetrics was already imported, or when either package already was (then there is nothing to save)."""
+    if "torchmetrics" in sys.modules or any(name in sys.modules for name in HIDDEN):
+        return False
+    import lightning_utilities.core.imports as availability  # how torchmetrics checks packages and versions
+
+    real_version = availability._version
+
+    def version(distribution: str) -> str:  # RequirementCache("transformers>=4.4") reads the installed version
+        if distribution.lower().replace("-", "_") in HIDDEN:
+            raise availability.PackageNotFoundError(distribution)
+        return real_version(distribution)
+
+    finder = _Hide()
+    sys.meta_path.insert(0, finder)
+    availability._version = version
+    try:
+        import torchmetrics  # noqa: F401
+    finally:
+        sys.meta_path.remove(finder)
+        availability._version = real_version
+        availability.package_available.cache_clear()  # later questions get the true answer
+        availability.module_available.cache_clear()
+    return True
+
+
+class LeanImports(Callback):
+    """Hydra callback (conf/hydra/default.yaml, before anything imports Lightning): lean_torchmetrics() once
+    the config is composed, so that a config Hydra refuses still fails before torch is even imported."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        lean_torchmetrics()
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        lean_torchmetrics()
+
+
+def skip_unstaged_launch_inputs() -> bool:
+    """wandb.init imports all of W&B Launch (its agent, the public API, artifacts: about 2 s on 2 cores) only to
+    apply the launch inputs staged in this process. Inputs are staged through wandb.sdk.launch.inputs.internal
+    (launch.manage_wandb_config, manage_config_file), so while that module was never imported there are none:
+    then the import is skipped. False where this wandb has no such step (nothing to skip)."""
+    from wandb.sdk.wandb_run import Run
+
+    apply = getattr(Run, "_detect_and_apply_job_inputs", None)
+    if apply is None or getattr(apply, "skips_unstaged", False):
+        return apply is not None
+
+    def detect_and_apply_job_inputs(self) -> None:
+        if STAGED_INPUTS in sys.modules:
+            apply(self)
+
+    detect_and_apply_job_inputs.skips_unstaged = True
+    Run._detect_and_apply_job_inputs = detect_and_apply_job_inputs
+    return True
+
+
+STAGED_INPUTS = "wandb.sdk.launch.inputs.internal"

@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     runs, scaling = result["runs"], result["scaling"]
     print(result["table"].read_text())
     files = [result["table"], result["csv"], *result["plots"]]
+    if result["ablation"] is not None:
+        print(result["ablation"].read_text())
+        files.insert(2, result["ablation"])
     if scaling is not None:
         print(scaling["md"].read_text())
         files += [scaling["md"], scaling["csv"], scaling["json"]]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from analysis.ablation import write_ablation
 from analysis.plots import write_plots
 from analysis.runs import Run, load_runs
 from analysis.scaling import budgeted, write_scaling
@@ -74,6 +75,9 @@ def make_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     md, csv_path = write_table(runs, out_dir)
     plots = list(write_plots(runs, out_dir))
+    ablation = write_ablation(runs, out_dir)  # a sweeps=ablations study: mean ± std over seeds, Δ vs baseline
+    if ablation is not None:
+        plots.append(ablation[1])
     scaling, summary = None, None
     if fit or (fit is None and budgeted(runs)):
         scaling = write_scaling(runs, out_dir, params=params, min_params=min_params, n_boot=bootstrap)
@@ -81,7 +85,7 @@ def make_report(
         summary = wandb_summary(scaling["summary"])
     wandb_note = log_to_wandb(runs, out_dir, plots, mode=wandb_mode, summary=summary)
     return {"runs": runs, "out": out_dir, "table": md, "csv": csv_path, "plots": plots, "wandb": wandb_note,
-            "scaling": scaling}  # fmt: skip
+            "scaling": scaling, "ablation": ablation[0] if ablation else None}  # fmt: skip
 
 
 def wandb_summary(summary: dict) -> dict:

@@ -26,7 +26,7 @@ CONFIG_KEYS = (
     "model.vocab_size", "model.bias", "model.block_size", "model.name", "model.attention", "logger.wandb.project",
     "model.vocab_multiple",
     "logger.wandb.group", "model._target_", "model.n_enc_layer", "model.n_dec_layer", "data.shared_vocab",
-    "model.d_ff", "model.tie_embeddings", "model.head_bias", "model.positions",
+    "model.d_ff", "model.tie_embeddings", "model.head_bias", "model.positions", "seed", "ablations.budget",
     # a run trained to a compute budget (training/budget.py): the scaling section of the report
     "budget.flops", "budget.chosen.steps", "budget.chosen.tokens", "budget.chosen.flops", "budget.chosen.params",
     "budget.chosen.non_embedding_params",
@@ -44,6 +44,7 @@ class Run:
     generation: dict = field(default_factory=dict)
     status: dict = field(default_factory=dict)
     preset: str | None = None  # the experiment config it ran (experiment=<preset>)
+    ablation: str | None = None  # the ablation variant it ran (ablation=<variant>; analysis/ablation.py)
     problems: list[str] = field(default_factory=list)
     row: dict = field(default_factory=dict)
 
@@ -145,17 +146,21 @@ def _read_overrides(path: Path, problems: list[str]) -> list[str]:
         return []
 
 
-def _read_preset(run: Path) -> str | None:
-    """The experiment preset a run used: Hydra's choice of the `experiment` group (.hydra/hydra.yaml)."""
+def _read_choices(run: Path, groups: tuple[str, ...]) -> dict[str, str | None]:
+    """Hydra's choice of each config group (.hydra/hydra.yaml): the experiment preset, the ablation variant."""
     hydra = run / ".hydra" / "hydra.yaml"
-    if not hydra.is_file():
-        return None
     try:
-        cfg = OmegaConf.load(hydra)
+        cfg = OmegaConf.load(hydra) if hydra.is_file() else None
     except (OSError, ValueError, OmegaConfBaseException):
-        return None
-    choice = OmegaConf.select(cfg, "hydra.runtime.choices.experiment", default=None, throw_on_resolution_failure=False)
-    return None if choice is None else str(choice)
+        cfg = None
+    out: dict[str, str | None] = {}
+    for group in groups:
+        choice = None
+        if cfg is not None:
+            choice = OmegaConf.select(cfg, f"hydra.runtime.choices.{group}", default=None,
+                                      throw_on_resolution_failure=False)  # fmt: skip
+        out[group] = None if choice is None else str(choice)
+    return out
 
 
 def family(cfg: dict) -> str:
@@ -166,7 +171,8 @@ def family(cfg: dict) -> str:
 def read_run(path: Path) -> Run:
     run = Run(path=path)
     run.config = _read_config(path, run.problems)
-    run.preset = _read_preset(path)
+    choices = _read_choices(path, ("experiment", "ablation"))
+    run.preset, run.ablation = choices["experiment"], choices["ablation"]
     run.overrides = _read_overrides(path, run.problems)
     run.status = _read_json(path / "status.json", run.problems) if (path / "status.json").is_file() else {}
     if not run.overrides and run.status.get("overrides"):

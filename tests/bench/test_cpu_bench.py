@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tarfile
 import time
@@ -17,6 +16,7 @@ import yaml
 
 from bench.cpu import COMPARED, FIRST_STEP, nanogpt_flags, project_overrides, ratios
 from bench.first_step import FirstStep
+from tests import zygote
 from tests.bench.yardstick import nanogpt_anchors
 from tests.e2e.conftest import ROOT
 
@@ -79,7 +79,7 @@ def test_smoke_runs_nanogpt_then_two_recipes_and_writes_the_comparison(tmp_path,
     cmd = [sys.executable, "bench/cpu.py", "--smoke", "--anchors", str(yardstick), "--name", "race"]
     cmd += [a for r in recipes for a in ("--recipe", r)]
     cmd += ["--results", str(tmp_path / "results"), "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=_env())
+    proc = zygote.run(cmd, env=_env(), cwd=ROOT, tmp=tmp_path / "procs", timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     record = json.loads((tmp_path / "results" / "cpu_race.json").read_text())
     assert record["smoke"] and record["part"] == "race" and record["target"] == 10.0

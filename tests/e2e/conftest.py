@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import zygote
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # The smallest useful run: a 2-layer char GPT for a handful of steps, CSV logging only.
@@ -40,14 +42,8 @@ def run_script(tmp_path):
     def run(script: str, *args: str, check: bool = True, timeout: float = 300, env: dict | None = None) -> Result:
         full_env = {**os.environ, "TFORMER_LOG_DIR": str(tmp_path / "logs"), "HYDRA_FULL_ERROR": "0"}
         full_env.update(env or {})
-        proc = subprocess.run(
-            [sys.executable, str(ROOT / script), *args],
-            cwd=ROOT,
-            env=full_env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        argv = [sys.executable, str(ROOT / script), *args]
+        proc = zygote.run(argv, env=full_env, cwd=ROOT, tmp=tmp_path / "procs", timeout=timeout)
         result = Result(proc.args, proc.returncode, proc.stdout, proc.stderr)
         if check and proc.returncode != 0:
             raise AssertionError(f"{script} {' '.join(args)} exited {proc.returncode}:\n{result.output[-4000:]}")
@@ -66,14 +62,8 @@ def trained(tmp_path_factory) -> tuple[Path, str]:
     """One tiny training run shared by the e2e tests that read it (never write into it: copy it first):
     (run directory, stdout+stderr)."""
     logs = tmp_path_factory.mktemp("logs")
-    proc = subprocess.run(
-        [sys.executable, "train.py", *TINY],
-        cwd=ROOT,
-        env={**os.environ, "TFORMER_LOG_DIR": str(logs)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    env = {**os.environ, "TFORMER_LOG_DIR": str(logs)}
+    proc = zygote.run([sys.executable, "train.py", *TINY], env=env, cwd=ROOT, tmp=logs / "procs", timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (run,) = sorted((logs / "train" / "runs").glob("*"))
     return run, proc.stdout + proc.stderr

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests import zygote
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -18,10 +20,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(cmd: list[str], *, env: dict, log: Path) -> subprocess.Popen:
-    """Start cmd in its own process group (so that it and every rank it starts can be killed together)."""
-    out = open(log, "w")  # noqa: SIM115 (closed by the OS when the process exits; the test reads it after)
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+def start(cmd: list[str], *, env: dict, log: Path):
+    """Start cmd in its own process group (so that it and every rank it starts can be killed together), its output
+    in log; an entry point is forked from the test zygote (tests/zygote.py), anything else is a subprocess."""
+    log.write_text("")
+    return zygote.spawn(cmd, env=env, cwd=ROOT, stdout=log, new_session=True)
 
 
 def finish(procs: list[subprocess.Popen], timeout: float) -> list[int]:

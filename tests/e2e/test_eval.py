@@ -11,6 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from lightning_modules.metrics import corpus_bleu, corpus_chrf
+from tests import zygote
 from tests.datamodules.test_text import unicode_text
 from tests.e2e.conftest import ROOT, TINY, run_dirs
 
@@ -124,11 +125,11 @@ def test_seq2seq_on_a_tsv_then_eval_on_two_test_sets(run_script, tmp_path):
 
 @pytest.mark.slow
 def test_large_corpus_bench_smoke(tmp_path):
-    import subprocess
+    import os
     import sys
 
     cmd = [sys.executable, str(ROOT / "bench" / "large_corpus.py"), "--smoke", "--workdir", str(tmp_path)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = zygote.run(cmd, env=dict(os.environ), cwd=ROOT, tmp=tmp_path / "procs", timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["corpus_bytes"] >= 2_000_000 and result["dtype"] == "uint16"

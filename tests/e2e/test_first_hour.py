@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests import zygote
 from tests.e2e.conftest import TINY, run_dirs
 
 MANY = [a for a in TINY if a != "logger=csv"] + ["logger=many", "logger.wandb.project=t"]
@@ -24,15 +25,14 @@ def metrics(run: Path) -> list[dict]:
 def short_run(tmp_path_factory):
     """3 steps with validations every 250: shorter than the interval. W&B, TensorBoard and CSV loggers."""
     import os
-    import subprocess
     import sys
 
     from tests.e2e.conftest import ROOT
 
     logs = tmp_path_factory.mktemp("logs")
     args = [*MANY, "trainer.max_steps=3", "trainer.val_check_interval=250"]
-    proc = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "TFORMER_LOG_DIR": str(logs), "HYDRA_FULL_ERROR": "0"})  # fmt: skip
+    env = {**os.environ, "TFORMER_LOG_DIR": str(logs), "HYDRA_FULL_ERROR": "0"}
+    proc = zygote.run([sys.executable, "train.py", *args], env=env, cwd=ROOT, tmp=logs / "procs", timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (run,) = sorted((logs / "train" / "runs").glob("*"))
     return run, proc.stdout + proc.stderr, logs

@@ -10,6 +10,7 @@ import tarfile
 
 import pytest
 
+from tests import zygote
 from tests.bench.yardstick import nanogpt_anchors
 from tests.e2e.conftest import ROOT
 
@@ -25,7 +26,7 @@ def bench(tmp_path, *args: str, anchors=None) -> tuple[dict, str]:
     cmd = [sys.executable, "bench/gpu.py", *args, "--smoke", "--peak-tflops", "1"]
     cmd += ["--anchors", str(anchors)] if anchors else []
     cmd += ["--results", str(tmp_path / "results"), "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=_env())
+    proc = zygote.run(cmd, env=_env(), cwd=ROOT, tmp=tmp_path / "procs", timeout=900)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
     records = {

@@ -87,22 +87,28 @@ def test_secrets_never_reach_logged_config():
     assert "abc123" not in str(redact({"nested": [{"password": "abc123"}]}))
 
 
-def test_compile_options_are_checked_and_blocks_compile_in_place(monkeypatch):
+@pytest.fixture
+def graphs(monkeypatch) -> list:
+    """Every graph torch.compile builds (a recording backend instead of inductor: no C++ build)."""
     import functools
 
-    with pytest.raises(ValueError, match="module.compile_scope='layers' is unknown"):
-        GPTLitModule(model=MODEL, tokenizer=TOKENIZER, compile=True, compile_scope="layers")
-    with pytest.raises(ValueError, match="module.compile_mode='fast' is unknown"):
-        GPTLitModule(model=MODEL, tokenizer=TOKENIZER, compile=True, compile_mode="fast")
-    graphs = []  # every graph torch.compile builds (a recording backend instead of inductor: no C++ build)
+    built = []
 
     def record(gm, inputs):
-        graphs.append(gm)
+        built.append(gm)
         return gm.forward
 
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=record))
     torch._dynamo.reset()
     torch.manual_seed(0)
+    return built
+
+
+def test_compile_options_are_checked_and_blocks_compile_in_place(graphs):
+    with pytest.raises(ValueError, match="module.compile_scope='layers' is unknown"):
+        GPTLitModule(model=MODEL, tokenizer=TOKENIZER, compile=True, compile_scope="layers")
+    with pytest.raises(ValueError, match="module.compile_mode='fast' is unknown"):
+        GPTLitModule(model=MODEL, tokenizer=TOKENIZER, compile=True, compile_mode="fast")
     plain = GPTLitModule(model={**MODEL, "n_layer": 3}, tokenizer=TOKENIZER)
     compiled = GPTLitModule(model={**MODEL, "n_layer": 3}, tokenizer=TOKENIZER, compile=True, compile_scope="blocks")
     compiled.load_state_dict(plain.state_dict())
@@ -120,18 +126,7 @@ def test_compile_options_are_checked_and_blocks_compile_in_place(monkeypatch):
     assert len(graphs) == 2
 
 
-def test_the_whole_model_compiles_in_place_and_keeps_its_parameter_names(monkeypatch):
-    import functools
-
-    graphs = []
-
-    def record(gm, inputs):
-        graphs.append(gm)
-        return gm.forward
-
-    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=record))
-    torch._dynamo.reset()
-    torch.manual_seed(0)
+def test_the_whole_model_compiles_in_place_and_keeps_its_parameter_names(graphs):
     plain = GPTLitModule(model=MODEL, tokenizer=TOKENIZER)
     compiled = GPTLitModule(model=MODEL, tokenizer=TOKENIZER, compile=True)
     compiled.load_state_dict(plain.state_dict())

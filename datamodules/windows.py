@@ -59,7 +59,9 @@ class EvalWindows(Dataset):
     """Non-overlapping windows that cover every target token of a split exactly once.
 
     The last window is aligned to the end of the split; targets it shares with the previous window
-    are set to -1 (ignored by the loss), so the mean loss is over each token once.
+    are set to -1 (ignored by the loss), so the mean loss is over each token once. The windows are visited in
+    bit-reversed order (`spread_order`): a full pass still visits each once, and any first batches
+    (trainer.limit_val_batches) are a sample spread evenly over the whole split, not its opening pages.
     """
 
     def __init__(self, path: str | Path, block_size: int):
@@ -79,6 +81,7 @@ class EvalWindows(Dataset):
             self.tail_overlap = covered - last
             starts = np.append(starts, last)
         self.starts = starts
+        self.order = spread_order(len(starts))
         self._data: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -87,9 +90,20 @@ class EvalWindows(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._data is None:
             self._data = load_tokens(self.path)
-        s, t = int(self.starts[i]), self.block_size
+        j = int(self.order[i])
+        s, t = int(self.starts[j]), self.block_size
         chunk = torch.from_numpy(self._data[s : s + t + 1].astype(np.int64))
         x, y = chunk[:-1], chunk[1:].clone()
-        if i == len(self.starts) - 1 and self.tail_overlap:
+        if j == len(self.starts) - 1 and self.tail_overlap:
             y[: self.tail_overlap] = -1
         return x, y
+
+
+def spread_order(n: int) -> np.ndarray:
+    """0..n-1 in bit-reversed (van der Corput) order: every prefix of it is spread evenly over 0..n-1."""
+    bits = max(1, (n - 1).bit_length())
+    k = np.arange(1 << bits, dtype=np.int64)
+    reversed_ = np.zeros_like(k)
+    for b in range(bits):
+        reversed_ |= ((k >> b) & 1) << (bits - 1 - b)
+    return reversed_[reversed_ < n].astype(np.int32 if n < 2**31 else np.int64)

@@ -70,6 +70,16 @@ def test_eval_windows_cover_every_target_exactly_once(tmp_path, n, block):
         assert torch.equal(x + 1, torch.where(y >= 0, y, x + 1))
 
 
+def test_the_first_eval_windows_are_spread_over_the_whole_split(tmp_path):
+    """trainer.limit_val_batches takes the first windows: they sample the split, not its opening pages."""
+    ds = EvalWindows(write_tokens(tmp_path / "v.bin", 64 * 1000 + 1), 64)
+    first = sorted(int(ds[i][0][0]) // 64 for i in range(100))  # window index of each of the first 100
+    assert len(set(first)) == 100 and first[0] < 20 and first[-1] > 980  # from the start to the end of the split
+    assert max(b - a for a, b in zip(first, first[1:])) < 30  # and evenly: no long stretch left out
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+
+
 def test_eval_windows_reject_block_longer_than_split(tmp_path):
     with pytest.raises(ValueError, match="data.block_size=64 is too large"):
         EvalWindows(write_tokens(tmp_path / "v.bin", 50), 64)

@@ -96,11 +96,14 @@ def measure(attention: str, pin: str, args, device: str, dtype: torch.dtype) -> 
             for _ in range(args.warmup):
                 step(model, idx, device, dtype)
             sync(device)
+            if device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
             for _ in range(args.steps):
                 step(model, idx, device, dtype)
             sync(device)
             ms = (time.perf_counter() - t0) / args.steps * 1e3
+            peak_mib = round(torch.cuda.max_memory_allocated() / 2**20, 1) if device == "cuda" else None
             activities = [torch.profiler.ProfilerActivity.CPU]
             if device == "cuda":
                 activities.append(torch.profiler.ProfilerActivity.CUDA)
@@ -111,7 +114,8 @@ def measure(attention: str, pin: str, args, device: str, dtype: torch.dtype) -> 
         return row | {"ok": False, "error": str(e).splitlines()[0][:160]}
     kernels = kernel_names(prof, cuda=device == "cuda")
     tokens = args.batch * args.block
-    return row | {"ms/step": round(ms, 2), "tokens/s": round(tokens / ms * 1e3), "kernels": kernels[:8]}
+    timing = {"ms/step": round(ms, 2), "tokens/s": round(tokens / ms * 1e3), "peak MiB": peak_mib}
+    return row | timing | {"kernels": kernels[:8]}
 
 
 def main() -> None:
@@ -126,16 +130,19 @@ def main() -> None:
     device_name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     print(f"# {device_name}, {dtype}, GPT {args.n_layer}/{args.n_head}/{args.n_embd}, batch {args.batch} x "
           f"block {args.block}, {args.steps} steps, torch {torch.__version__}")  # fmt: skip
-    print("| model.attention | sdpa kernel | ms/step | tokens/s | attention kernels seen by the profiler |")
-    print("|---|---|---|---|---|")
+    print("| model.attention | sdpa kernel | ms/step | tokens/s | peak MiB | attention kernels seen by the profiler |")
+    print("|---|---|---|---|---|---|")
     results = []
     for attention, pin in cases:
         r = measure(attention, pin, args, device, dtype)
         results.append(r)
         if r["ok"]:
-            print(f"| {attention} | {pin} | {r['ms/step']} | {r['tokens/s']} | {', '.join(r['kernels']) or '-'} |")
+            print(
+                f"| {attention} | {pin} | {r['ms/step']} | {r['tokens/s']} | {r['peak MiB'] or '-'} | "
+                f"{', '.join(r['kernels']) or '-'} |"
+            )
         else:
-            print(f"| {attention} | {pin} | - | - | unavailable: {r['error']} |")
+            print(f"| {attention} | {pin} | - | - | - | unavailable: {r['error']} |")
     if args.json:
         args.json.write_text(json.dumps({"device": device_name, "args": vars(args) | {"json": None},
                                          "results": results}, indent=2))  # fmt: skip

@@ -27,8 +27,9 @@ def part_kernels(bench: Bench) -> None:
     attention, lines = (
         [],
         [
-            "| block | batch | model.attention | sdpa kernel | ms fwd+bwd | tokens/s | kernels the profiler saw |",
-            "|---:|---:|---|---|---:|---:|---|",
+            "| block | batch | model.attention | sdpa kernel | ms fwd+bwd | tokens/s | peak MiB "
+            "| kernels the profiler saw |",
+            "|---:|---:|---|---|---:|---:|---:|---|",
         ],
     )
     for block, batch in sizes:
@@ -44,7 +45,8 @@ def part_kernels(bench: Bench) -> None:
             if not r["ok"]:
                 shown = f"unavailable: {r['error']}"
             lines.append(
-                f"| {block} | {batch} | {name} | {pin} | {r.get('ms/step', '-')} | {fmt(r.get('tokens/s'))} | {shown} |"
+                f"| {block} | {batch} | {name} | {pin} | {r.get('ms/step', '-')} | {fmt(r.get('tokens/s'))} "
+                f"| {r.get('peak MiB') or '-'} | {shown} |"
             )
             if cuda:
                 torch.cuda.empty_cache()

@@ -32,10 +32,22 @@ class Group:
         return {r.config.get("seed"): float(r.row[key]) for r in self.runs if r.row.get(key) is not None}
 
 
+def is_ablation(run: Run) -> bool:
+    return run.ablation is not None or run.config.get("ablations.budget") is not None
+
+
+def finished(run: Run) -> bool:
+    """A run that trained to its budget: status.json says completed (a sweep job), or a single run left its
+    measure.json (written when fit ends). A job stopped midway would bias its variant's mean."""
+    if run.status:
+        return run.status.get("status") == "completed"
+    return (run.path / "measure.json").is_file()
+
+
 def ablation_groups(runs: list[Run]) -> list[Group]:
-    """Runs of an ablation sweep grouped by (budget, variant), the baseline first within each budget; [] when no
-    run belongs to one (no `ablation` choice and no `ablations.budget`)."""
-    tagged = [r for r in runs if r.ablation is not None or r.config.get("ablations.budget") is not None]
+    """Finished runs of an ablation sweep grouped by (budget, variant), the baseline first within each budget; []
+    when no run belongs to one (no `ablation` choice and no `ablations.budget`)."""
+    tagged = [r for r in runs if is_ablation(r) and finished(r)]
     if not tagged:
         return []
     groups: dict[tuple[str, str], list[Run]] = {}
@@ -139,6 +151,10 @@ def write_ablation(runs: list[Run], out: Path) -> tuple[Path, Path] | None:
         "per-seed differences). Budget steps: every run trains the same optimizer steps; time: the same training "
         "wall time (trainer.max_time; the LR schedule follows the clock)."
     )
+    left_out = [r for r in runs if is_ablation(r) and not finished(r)]
+    if left_out:
+        note += " Left out, not finished: " + "; ".join(f"{r.path} ({r.status.get('status', 'no measure.json')})"
+                                                      for r in left_out) + "."  # fmt: skip
     md.write_text("# Ablation study\n\n" + ablation_table(groups) + "\n\n" + note + "\n")
     plot_differences(groups, png)
     return md, png

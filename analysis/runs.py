@@ -30,6 +30,8 @@ CONFIG_KEYS = (
     # a run trained to a compute budget (training/budget.py): the scaling section of the report
     "budget.flops", "budget.chosen.steps", "budget.chosen.tokens", "budget.chosen.flops", "budget.chosen.params",
     "budget.chosen.non_embedding_params",
+    # whether the run was meant to write generation.json (the callbacks it had)
+    "callbacks.measure._target_", "callbacks.generation._target_", "callbacks.generation.num_samples",
 )  # fmt: skip
 
 
@@ -168,6 +170,15 @@ def family(cfg: dict) -> str:
     return "seq2seq" if "seq2seq" in str(cfg.get("model._target_", "")).lower() else "gpt"
 
 
+def writes_generation(cfg: dict) -> bool:
+    """Whether a run should leave generation.json: GPT runs unless their config turned GenerationMetrics off
+    (callbacks.generation=null beside the other callbacks, or num_samples=0); seq2seq runs score translations."""
+    off = cfg.get("callbacks.generation.num_samples") == 0 or (
+        cfg.get("callbacks.measure._target_") is not None and cfg.get("callbacks.generation._target_") is None
+    )
+    return family(cfg) == "gpt" and not off
+
+
 def read_run(path: Path) -> Run:
     run = Run(path=path)
     run.config = _read_config(path, run.problems)
@@ -183,7 +194,7 @@ def read_run(path: Path) -> Run:
     else:
         run.problems.append("no csv/metrics.csv")
     run.measure = _read_json(path / "measure.json", run.problems)
-    if family(run.config) == "gpt":  # seq2seq runs score translations (test/bleu), they write no generation.json
+    if (path / "generation.json").is_file() or writes_generation(run.config):
         run.generation = _read_json(path / "generation.json", run.problems)
     return run
 

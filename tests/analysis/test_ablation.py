@@ -102,3 +102,30 @@ def test_a_report_of_other_runs_has_no_ablation_section(tmp_path):
     (run / ".hydra" / "hydra.yaml").write_text("hydra:\n  runtime:\n    choices:\n      ablation: null\n")
     (run / "config.yaml").write_text("seed: 1\ndata:\n  batch_size: 32\nmodel:\n  n_layer: 4\n")
     assert make_report([run], wandb_mode="off")["ablation"] is None
+
+
+def test_a_job_stopped_midway_is_left_out_and_named(study, monkeypatch):
+    stopped = make_ablation_run(study, "99", "steps", "rope", 4, 1.0)  # would pull rope's mean far down
+    (stopped / "measure.json").unlink()
+    killed = make_ablation_run(study, "98", "steps", "gqa", 4, 1.0)
+    (killed / "status.json").write_text(json.dumps({"status": "terminated", "job": 98}))
+    completed = make_ablation_run(study, "97", "steps", "gqa", 5, 2.2)
+    (completed / "status.json").write_text(json.dumps({"status": "completed", "job": 97}))
+    groups = {(g.budget, g.variant): g for g in ablation_groups(load_runs([study]))}
+    assert sorted(r.path.name for r in groups["steps", "rope"].runs) == ["3", "4", "5"]
+    assert sorted(r.path.name for r in groups["steps", "gqa"].runs) == ["6", "7", "8", "97"]
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    note = make_report([study], wandb_mode="off")["ablation"].read_text()
+    assert f"{stopped} (no measure.json)" in note and f"{killed} (terminated)" in note and "/97 " not in note
+
+
+def test_runs_without_generation_metrics_are_complete(study):
+    run = study / "0"
+    (run / "config.yaml").write_text(
+        (run / "config.yaml").read_text()
+        + "callbacks:\n  generation:\n    _target_: lightning_modules.callbacks.generation.GenerationMetrics\n"
+        "    num_samples: 0\n"
+    )
+    assert load_runs([run])[0].row["status"] == "ok"
+    (run / "config.yaml").write_text((run / "config.yaml").read_text().replace("num_samples: 0", "num_samples: 50"))
+    assert load_runs([run])[0].row["status"] == "incomplete: no generation.json"

@@ -80,7 +80,7 @@ def check_cpu_duration(cfg: DictConfig, model_cfg, *, ask=input) -> None:
     else:
         tokens, seq = int(cfg.data.batch_size) * int(cfg.data.block_size), int(cfg.data.block_size)
         batch = f"batch {cfg.data.batch_size} x block {cfg.data.block_size}"
-        hint = "for a CPU-sized run (about 5 minutes on 2 cores) use: python train.py experiment=shakespeare_char_cpu"
+        hint = "for a CPU-sized run (about 2 minutes on 2 cores): python train.py experiment=shakespeare_char_modern"
     flops_per_token = model_cfg.flops_per_token(seq)
     seconds = estimate_seconds(flops_per_token, tokens, steps)
     name = model_label(model_cfg)

@@ -41,7 +41,7 @@ def test_train_writes_checkpoints_config_metrics_and_samples(trained):
     if torch.cuda.is_available():  # the CPU duration estimate is for CPU-only machines
         assert "No GPU found" not in output
     else:
-        assert "No GPU found" in output and "experiment=shakespeare_char_cpu" in output
+        assert "No GPU found" in output and "experiment=shakespeare_char_modern" in output
 
 
 @pytest.mark.slow

@@ -59,3 +59,15 @@ def test_the_time_budget_bounds_the_run_by_the_clock(hydra_job):
     assert cfg.trainer.max_time == cfg.ablations.time and cfg.trainer.max_steps == 1_000_000_000
     cfg = hydra_job(["sweeps=ablations_smoke", "ablations.budget=steps"], multirun=False)
     assert cfg.trainer.max_time is None and cfg.trainer.max_steps == 4
+
+
+def test_the_modern_preset_is_the_winners_on_a_shorter_schedule(hydra_job):
+    _, base = build(hydra_job, "baseline")
+    _, winners = build(hydra_job, "winners")
+    cfg = hydra_job(["experiment=shakespeare_char_modern"], multirun=False)
+    model, _, _ = check_run(cfg)
+    assert dataclasses.replace(model, vocab_size=65) == winners
+    changed = {f.name for f in dataclasses.fields(winners) if getattr(winners, f.name) != getattr(base, f.name)}
+    assert changed == {"positions", "activation", "qk_norm"}  # docs/ablations.md: Muon, RoPE, ReLU², QK-norm
+    assert (cfg.optim.name, cfg.optim.muon_lr, cfg.data.batch_size, cfg.data.block_size) == ("muon", 0.03, 32, 64)
+    assert (cfg.trainer.max_steps, cfg.trainer.val_check_interval, cfg.trainer.limit_val_batches) == (700, 100, 10)

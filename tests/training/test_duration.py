@@ -33,7 +33,7 @@ def test_a_long_cpu_run_without_a_terminal_stops_with_the_way_to_go_on(cpu_only,
     tty(monkeypatch, False)
     with caplog.at_level(logging.WARNING, logger="tformer"), pytest.raises(ValueError, match="long_cpu_run=true"):
         duration.check_cpu_duration(cfg(), MODEL, ask=lambda _: pytest.fail("must not wait for an answer"))
-    assert "experiment=shakespeare_char_cpu" in caplog.text and " h on this CPU" in caplog.text
+    assert "experiment=shakespeare_char_modern" in caplog.text and " h on this CPU" in caplog.text
 
 
 def test_long_cpu_run_true_goes_on(cpu_only, monkeypatch):

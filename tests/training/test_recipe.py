@@ -9,9 +9,9 @@ from training.recipe import pick
     "requested, cuda, experiment, words",
     [
         ("auto", True, "nanogpt_shakespeare_char", "a CUDA GPU is present"),
-        ("auto", False, "shakespeare_char_cpu", "no CUDA GPU here"),
+        ("auto", False, "shakespeare_char_modern", "no CUDA GPU here"),
         ("gpu", False, "nanogpt_shakespeare_char", "RECIPE=gpu"),
-        ("cpu", True, "shakespeare_char_cpu", "RECIPE=cpu"),
+        ("cpu", True, "shakespeare_char_modern", "RECIPE=cpu"),
     ],
 )
 def test_make_train_picks_the_recipe_for_the_machine(requested, cuda, experiment, words):

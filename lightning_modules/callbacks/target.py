@@ -74,7 +74,8 @@ class TargetStop(L.Callback):
         if self.stop:
             trainer.should_stop = True
         if self.save_checkpoint:  # after the clock was read: the write is not part of the time to target
-            trainer.save_checkpoint(self.output_dir / "checkpoints" / "target.ckpt")
+            # weights_only=False: the whole, resumable checkpoint (None makes Lightning log that it defaulted)
+            trainer.save_checkpoint(self.output_dir / "checkpoints" / "target.ckpt", weights_only=False)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.result is None and trainer.is_global_zero:

@@ -27,7 +27,8 @@ TINY_SPEEDRUN = [
 
 @pytest.mark.slow
 def test_speedrun_stops_at_its_target(run_script, tmp_path):
-    run_script("train.py", *TINY_SPEEDRUN, "callbacks.target.target=100", env={"OMP_NUM_THREADS": "1"})
+    output = run_script("train.py", *TINY_SPEEDRUN, "callbacks.target.target=100", env={"OMP_NUM_THREADS": "1"}).output
+    assert "weights_only" not in output  # target.ckpt is saved whole, without Lightning's "defaulting" line
     (run,) = run_dirs(tmp_path)
     record = json.loads((run / "target.json").read_text())
     assert record["reached"] and record["step"] == 2 and record["target"] == 100.0  # stopped at the first val

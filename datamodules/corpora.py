@@ -76,14 +76,23 @@ def fetch_multi30k(data_dir: Path) -> None:
 
 
 def fetch_gpt2_bpe(data_dir: Path) -> None:
-    from datamodules.text_tokenizers import TiktokenTokenizer
+    from tiktoken.load import read_file_cached
 
     cache = data_dir / "tiktoken"
     cache.mkdir(parents=True, exist_ok=True)
     before = os.environ.get("TIKTOKEN_CACHE_DIR")
     os.environ["TIKTOKEN_CACHE_DIR"] = str(cache.resolve())
-    try:
-        TiktokenTokenizer("gpt2")  # tiktoken downloads missing files into its cache and checks their sha256
+    try:  # tiktoken's own loader: downloads a missing file into its cache, checks its sha256. (Not get_encoding:
+        # it returns an encoding this process already loaded without looking at the cache folder.)
+        for url, sha256 in GPT2_BPE.values():
+            try:
+                read_file_cached(url, sha256)
+            except Exception as err:  # requests/OS/hash errors when the file cannot be fetched
+                raise RuntimeError(
+                    f"tiktoken could not fetch {url} ({type(err).__name__}: {err}). Without network access, copy "
+                    f"its cached files into {cache} from another machine; `make data` fetches them into "
+                    f"<DATA_DIR>/tiktoken where it has network, and that folder can be copied."
+                ) from err
     finally:
         if before is None:
             os.environ.pop("TIKTOKEN_CACHE_DIR")

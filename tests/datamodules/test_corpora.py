@@ -3,6 +3,8 @@ reported by name, and a failed download leaves nothing behind."""
 
 from __future__ import annotations
 
+import pytest
+
 from datamodules import corpora
 
 
@@ -45,3 +47,13 @@ def test_wrong_files_are_reported(tmp_path):
     multi30k = corpora.check_multi30k(tmp_path)
     assert len(multi30k) == 6 and "train.de has md5" in multi30k[0] and "is missing" in multi30k[1]
     assert any(f"{name} (" in p and "wrong sha256" in p for p in corpora.check_gpt2_bpe(tmp_path))
+
+
+def test_gpt2_bpe_is_fetched_into_the_folder_even_when_this_process_has_the_encoding(gpt2_bpe, tmp_path, monkeypatch):
+    from datamodules.text_tokenizers import TiktokenTokenizer
+
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(gpt2_bpe))
+    TiktokenTokenizer("gpt2")  # tiktoken now holds the encoding in memory: get_encoding would not look at a folder
+    monkeypatch.delenv("TIKTOKEN_CACHE_DIR")
+    with pytest.raises(RuntimeError, match="`make data` fetches them into <DATA_DIR>/tiktoken"):
+        corpora.fetch_gpt2_bpe(tmp_path)  # so the files are fetched for this folder (and tests have no network)

@@ -10,7 +10,7 @@ from bench.tables import fmt, side_table
 TARGET = 1.47
 SPEEDRUN_VARIANTS = {  # the recipe runs without compile: on an H200 compiling cost ~21 s it never earned back
     "recipe": [],
-    "muon": ["optim.name=muon", "optim.muon_lr=0.03"],
+    "muon": ["ablation=muon"],  # conf/ablation/muon.yaml: Muon at the study's muon_lr
     "compile blocks": ["compile=true"],
     "whole-model compile": ["compile=true", "module.compile_scope=model"],
     "batch 128, lr 2e-3": ["data.batch_size=128", "optim.lr=2e-3"],

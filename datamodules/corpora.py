@@ -78,6 +78,8 @@ def fetch_multi30k(data_dir: Path) -> None:
 def fetch_gpt2_bpe(data_dir: Path) -> None:
     from tiktoken.load import read_file_cached
 
+    from datamodules.text_tokenizers import MAKE_DATA_HINT
+
     cache = data_dir / "tiktoken"
     cache.mkdir(parents=True, exist_ok=True)
     before = os.environ.get("TIKTOKEN_CACHE_DIR")
@@ -90,8 +92,7 @@ def fetch_gpt2_bpe(data_dir: Path) -> None:
             except Exception as err:  # requests/OS/hash errors when the file cannot be fetched
                 raise RuntimeError(
                     f"tiktoken could not fetch {url} ({type(err).__name__}: {err}). Without network access, copy "
-                    f"its cached files into {cache} from another machine; `make data` fetches them into "
-                    f"<DATA_DIR>/tiktoken where it has network, and that folder can be copied."
+                    f"its cached files into {cache} from another machine; {MAKE_DATA_HINT}"
                 ) from err
     finally:
         if before is None:

@@ -13,6 +13,11 @@ import numpy as np
 
 from errors import ConfigError
 
+# What to do without network, said by every place that cannot get tiktoken's files.
+MAKE_DATA_HINT = (
+    "`make data` fetches them into <DATA_DIR>/tiktoken where it has network, and that folder can be copied."
+)
+
 
 class Tokenizer(Protocol):
     vocab_size: int
@@ -90,8 +95,7 @@ class TiktokenTokenizer:
             raise RuntimeError(
                 f"tiktoken encoding {encoding!r} could not be loaded ({type(err).__name__}: {err}). "
                 f"Without network access, point TIKTOKEN_CACHE_DIR at a folder with its cached files "
-                f"(now TIKTOKEN_CACHE_DIR={cache}); `make data` fetches them into <DATA_DIR>/tiktoken where it has "
-                f"network, and that folder can be copied."
+                f"(now TIKTOKEN_CACHE_DIR={cache}); {MAKE_DATA_HINT}"
             ) from err
         self.vocab_size = self.enc.n_vocab
         self.eot = self.enc.eot_token

@@ -25,7 +25,7 @@ def test_the_recipe_is_nanogpts():
 
 
 @pytest.mark.slow
-def test_finetune_runs_from_a_local_gpt2_directory(tmp_path, run_script):
+def test_finetune_runs_from_a_local_gpt2_directory(tmp_path, run_script, gpt2_bpe):  # the BPE files: skips without them
     torch.manual_seed(0)
     hf_cfg = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=16, vocab_size=50257, n_positions=64)
     hf_dir = tmp_path / "tiny-gpt2"

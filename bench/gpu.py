@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--memory-jobs", type=int, default=4, help="memory configurations measured at once (GPU)")
     parser.add_argument("--speedrun-variants", nargs="*", choices=list(SPEEDRUN_VARIANTS), default=None)
+    parser.add_argument("--char-extra", nargs="*", default=None, help='more project char runs: "overrides ..." each')
     parser.add_argument("--gpt2-extra", nargs="*", default=None, help='more project gpt2 runs: "overrides ..." each')
     parser.add_argument("--translate-train-s", type=float, default=420, help="training time cap of translate (s)")
     parser.add_argument("--length-penalty", type=float, default=1.0, help="of the beam-search test decode")

@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import sys
+
 from bench.gpu_runs import mfu, parse_nanogpt, parse_project
-from bench.harness import QUIET, TINY_GPT, TINY_NANOGPT, Bench
-from bench.tables import fmt, side_table
+from bench.harness import QUIET, ROOT, TINY_GPT, TINY_NANOGPT, Bench
+from bench.tables import fmt, ratio, side_table
 
 TARGET = 1.47
 SPEEDRUN_VARIANTS = {  # the recipe runs without compile: on an H200 compiling cost ~21 s it never earned back
     "recipe": [],
     "muon": ["ablation=muon"],  # conf/ablation/muon.yaml: Muon at the study's muon_lr
+    "winners": ["ablation=winners"],  # the CPU study's winners: Muon, RoPE, ReLU², QK-norm
     "compile blocks": ["compile=true"],
     "whole-model compile": ["compile=true", "module.compile_scope=model"],
     "batch 128, lr 2e-3": ["data.batch_size=128", "optim.lr=2e-3"],
@@ -26,6 +29,46 @@ def peak(bench: Bench) -> float | None:
     from lightning_modules.hardware import peak_flops
 
     return peak_flops(torch.device("cuda", 0), torch.bfloat16) if bench.device["cuda"] else None
+
+
+def bare_loop(bench: Bench, part: str, shape: str, steps: int) -> dict:
+    """bench/bare_loop.py: the project's model in a plain PyTorch loop (no Lightning), parsed like nanoGPT's log."""
+    if bench.left() < 60:
+        return {"status": "skipped: budget"}
+    cmd = [sys.executable, str(ROOT / "bench" / "bare_loop.py"), shape, f"--steps={steps}"]
+    proc = bench.run(
+        part,
+        f"project model, plain loop ({shape})",
+        [*cmd, *(["--smoke", "--log-interval=1"] if bench.smoke else [])],
+        240,
+    )
+    record = parse_nanogpt(proc.lines, eval_interval=10**9, target=0.0)
+    return {**record, "status": proc.status, "wall": proc.wall}
+
+
+def extra_rows(bench: Bench, part: str, base: list[str], extras: list[str] | None, target: float | None) -> dict:
+    """More project runs: the base overrides plus each "overrides ..." string (--char-extra, --gpt2-extra)."""
+    sides = {}
+    for extra in extras or []:
+        name = f"project {extra}"
+        if bench.left() < 60:
+            sides[name] = {"status": "skipped: budget"}
+            continue
+        proc, run_dir = bench.train(part, name, [*base, *extra.split()], cap=240)
+        sides[name] = {**parse_project(run_dir, target=target), "wall": proc.wall, "status": proc.status}
+    return sides
+
+
+def variant_lines(reference: dict, sides: dict) -> str:
+    """One line per extra row: its ms/step and tokens/s against the reference side's (nanoGPT)."""
+    lines = []
+    for name, s in sides.items():
+        ms, ref = s.get("ms_per_step"), reference.get("ms_per_step")
+        vs = f" ({ratio(ref, ms)} nanoGPT's tokens/s)" if ms and ref else ""
+        lines.append(
+            f"\n- {name}: {s.get('status')}, {fmt(ms, 2)} ms/step, {fmt(s.get('tokens_per_sec'))} tokens/s{vs}"
+        )
+    return "".join(lines)
 
 
 def part_char(bench: Bench) -> None:
@@ -47,9 +90,12 @@ def part_char(bench: Bench) -> None:
         nano = bench.nanogpt("char", "char", [f"--max_iters={steps}"], cap=300)  # lr still decays over 5000
         eval_interval = 250
         overrides = ["experiment=nanogpt_shakespeare_char", "optim.decay_steps=5000"]
-    proj, run_dir = bench.train("char", "project char", [*overrides, *QUIET, f"trainer.max_steps={steps}"], cap=300)
+    base = [*overrides, *QUIET, f"trainer.max_steps={steps}"]
+    proj, run_dir = bench.train("char", "project char", base, cap=300)
     n = parse_nanogpt(nano.lines, eval_interval=eval_interval, target=target) if nano else {}
     p = parse_project(run_dir, target=target)
+    more = {"project model, plain loop (bench/bare_loop.py)": bare_loop(bench, "char", "char", steps)}
+    more.update(extra_rows(bench, "char", base, bench.args.char_extra, target))
     n["wall"], p["wall"] = (nano.wall if nano else None), proj.wall
     n["status"], p["status"] = (nano.status if nano else "anchors missing"), proj.status
     rows = [
@@ -67,10 +113,11 @@ def part_char(bench: Bench) -> None:
         f"before its sync): {fmt(n.get('ms_per_step_nanogpt'), 2)} ms. Both sides: same recipe, {steps} steps, "
         f"LR decaying over {steps if bench.smoke else 5000}; validation every {eval_interval} steps (nanoGPT: "
         f"{2 if bench.smoke else 200} random batches of train "
-        f"and val; project: the whole val split)."
+        f"and val; project: the whole val split).\n\nMore rows (the plain loop: the project's model without "
+        f"Lightning, no validation):" + variant_lines(n, more)
     )
     table = side_table(rows, ("nanoGPT", "project")) + note
-    bench.save("char", {"steps": steps, "target": target, "nanogpt": n, "project": p}, table)
+    bench.save("char", {"steps": steps, "target": target, "nanogpt": n, "project": p, "more": more}, table)
 
 
 def part_speedrun(bench: Bench) -> None:
@@ -151,6 +198,7 @@ def part_gpt2(bench: Bench) -> None:
     variants = {"project": overrides}
     for extra in bench.args.gpt2_extra or []:
         variants[f"project {extra}"] = [*overrides, *extra.split()]
+    bare_steps = 6 if bench.smoke else 300
     n = parse_nanogpt(nano.lines, eval_interval=1000, target=0.0) if nano else {}
     peak_flops = peak(bench)
     n_cfg = nanogpt_gpt2_config(smoke=bench.smoke)
@@ -168,6 +216,10 @@ def part_gpt2(bench: Bench) -> None:
         p = parse_project(run_dir)
         p["mfu"] = mfu(p["tokens_per_sec"], p["flops_per_token"], peak_flops)
         sides[name] = {**p, "wall": proc.wall, "status": proc.status, "overrides": ov}
+    bare = bare_loop(bench, "gpt2", "gpt2", bare_steps)
+    bare["flops_per_token"] = n["flops_per_token"]  # the same shapes as nanoGPT's (vocabulary 50304)
+    bare["mfu"] = mfu(bare.get("tokens_per_sec"), bare["flops_per_token"], peak_flops)
+    sides["project model, plain loop"] = bare
     lines = [
         "| side | status | ms/step | tokens/s | FLOPs/token (6N + 12·L·T·C) | MFU | MFU (Measure) | wall (s) |",
         "|---|---|---:|---:|---:|---:|---:|---:|",

@@ -9,7 +9,9 @@ tests/training/test_private_api.py checks each assumption against the installed 
 run fails loudly (see `unknown_launcher_error`) when Lightning starts ranks in a way this file does not
 know, instead of silently re-running the sweep. pyproject.toml pins lightning to the tested minor version.
 (training/startup.py's start-up shortcuts lean on two more private names, lightning_utilities' `_version` and
-wandb's `Run._detect_and_apply_job_inputs`, tested in tests/training/test_startup.py.)
+wandb's `Run._detect_and_apply_job_inputs`, tested in tests/training/test_startup.py; and
+lightning_modules/base.logs_this_step reads the trainer's `_logger_connector.should_update_logs`, kept there so
+the LightningModules do not import Hydra through this file; tested in tests/training/test_private_api.py.)
 """
 
 from __future__ import annotations

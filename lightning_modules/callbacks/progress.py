@@ -122,7 +122,15 @@ class StepProgressBar(TQDMProgressBar):
             self._line(trainer, pl_module)  # the new val/loss, once
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
-        metrics = {k: v for k, v in super().get_metrics(trainer, pl_module).items() if k != "v_num"}
+        """The module's per-step values (train/loss: `progress_bar_keys`, read off the device here, at a redraw),
+        then Lightning's progress-bar metrics (val/loss), then tokens/s."""
+        metrics = {}
+        for key in getattr(pl_module, "progress_bar_keys", ()):
+            value = trainer.callback_metrics.get(key)
+            if value is not None:
+                metrics[key] = float(value)
+        lightning = super().get_metrics(trainer, pl_module)
+        metrics.update((k, v) for k, v in lightning.items() if k != "v_num")
         if self._tokens_per_sec is not None:
             metrics["tok/s"] = f"{self._tokens_per_sec:,.0f}"
         return metrics

@@ -1,12 +1,14 @@
 """A faster start: imports a training run never uses are left out, and W&B skips work no run here needs.
 
 Lightning imports torchmetrics as it starts (to read its version), and torchmetrics, as it starts, imports
-scipy.signal (its audio metrics) and Hugging Face transformers (BERTScore) whenever they are installed
-(transformers comes with the `pretrained` extra): about 2 s of a 2-core start-up, for metrics this project
-never computes (it uses MeanMetric). `lean_torchmetrics()` imports torchmetrics with those two packages
-hidden, so torchmetrics records them as absent; afterwards they import normally (models/pretrained.py's
-transformers, anything else's scipy). Only torchmetrics' BERTScore, InfoLM and scipy-backed audio metrics
-would then say their package is missing, in this process.
+scipy.signal (its audio metrics), Hugging Face transformers (BERTScore) and torchvision (its image metrics)
+whenever they are installed (transformers comes with the `pretrained` extra, torchvision with most CUDA
+images): about 2 s of a 2-core start-up, and 4.0 s of 8.4 s of imports on the H200 machine of the GPU benchmark
+(torchvision), for metrics this project never computes (it uses MeanMetric). `lean_torchmetrics()` imports
+torchmetrics with those packages hidden, so torchmetrics records them as absent; afterwards they import
+normally (models/pretrained.py's transformers, anything else's scipy or torchvision). Only torchmetrics'
+BERTScore, InfoLM, image and scipy-backed audio metrics would then say their package is missing, in this
+process.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-HIDDEN = ("scipy", "transformers", "matplotlib")  # imported by torchmetrics as it starts; unused by a run
+HIDDEN = ("scipy", "transformers", "matplotlib", "torchvision")  # imported by torchmetrics as it starts; unused
 
 
 class _Hide(importlib.abc.MetaPathFinder):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import types
@@ -50,9 +51,35 @@ def test_a_fresh_process_imports_lightning_without_scipy_transformers_or_matplot
     assert got["after"] == {"scipy": installed, "scipy.signal": installed}  # and scipy imports as before
 
 
+FAKE_TORCHVISION = """
+import json, sys
+from training.startup import lean_torchmetrics
+lean_torchmetrics()
+import lightning, torchmetrics
+during = "torchvision" in sys.modules
+import torchvision
+print(json.dumps({"during": during, "after": torchvision.FAKE}))
+"""
+
+
+@pytest.mark.slow
+def test_an_installed_torchvision_is_not_imported_with_torchmetrics_but_imports_afterwards(tmp_path):
+    """A stand-in torchvision, installed (package and metadata) where the interpreter finds it: torchmetrics
+    imports it as it starts unless it is hidden (4 s on the GPU machine, whose image has the real one)."""
+    (tmp_path / "torchvision").mkdir()
+    (tmp_path / "torchvision" / "__init__.py").write_text("FAKE = True\n")
+    (tmp_path / "torchvision-0.99.0.dist-info").mkdir()
+    (tmp_path / "torchvision-0.99.0.dist-info" / "METADATA").write_text("Name: torchvision\nVersion: 0.99.0\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    out = subprocess.run([sys.executable, "-c", FAKE_TORCHVISION], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"during": False, "after": True}
+
+
 def test_the_finder_hides_the_packages_and_their_modules_only():
     finder = startup._Hide()
-    for name in ("scipy", "scipy.signal", "transformers", "matplotlib.pyplot"):
+    for name in ("scipy", "scipy.signal", "transformers", "matplotlib.pyplot", "torchvision.models"):
         with pytest.raises(ModuleNotFoundError):
             finder.find_spec(name)
     assert finder.find_spec("scipyx") is None and finder.find_spec("torch") is None  # others: not its business

@@ -14,6 +14,7 @@ SPEEDRUN_VARIANTS = {  # the recipe runs without compile: on an H200 compiling c
     "recipe": [],
     "muon": ["ablation=muon"],  # conf/ablation/muon.yaml: Muon at the study's muon_lr
     "winners": ["ablation=winners"],  # the CPU study's winners: Muon, RoPE, ReLU², QK-norm
+    "winners compiled": ["ablation=winners", "compile=true"],  # their many small kernels fused (per block)
     "compile blocks": ["compile=true"],
     "whole-model compile": ["compile=true", "module.compile_scope=model"],
     "batch 128, lr 2e-3": ["data.batch_size=128", "optim.lr=2e-3"],

@@ -44,10 +44,13 @@ class TformerModule(L.LightningModule):
     def on_before_optimizer_step(self, optimizer) -> None:
         # self.log costs about a millisecond of host time per call (Lightning's result collection), more than a
         # whole step of a small model on a GPU: so the step's values go to self.log only on the steps Lightning
-        # writes to the loggers (every trainer.log_every_n_steps). The progress bar shows the last written value.
+        # writes to the loggers (every trainer.log_every_n_steps), and on the last step (for the progress bar's last
+        # line; Lightning writes it to the loggers only when it falls on their cadence).
         # Nor is any of them a Lightning progress-bar metric: Lightning reads those off the device (.item(), a
         # host sync) after every batch; StepProgressBar reads `progress_bar_keys` when it redraws instead.
-        self._logs_now = self._trainer is not None and logs_this_step(self._trainer)
+        trainer = self._trainer
+        last = trainer is not None and 0 < trainer.max_steps <= trainer.global_step + 1  # the bar's last line
+        self._logs_now = trainer is not None and (logs_this_step(trainer) or last)
         if self._logs_now:
             for name, (total, batches, reduce, prog_bar) in self._step_logs.items():
                 value = total / batches if reduce == "mean" else total

@@ -74,6 +74,8 @@ def test_train_values_reach_the_logger_on_lightnings_steps_fresh_from_that_step(
         assert row["train/grad_norm"] > 0
     # logs_this_step, asked before each optimizer step, named exactly those steps
     assert [i for i, asked in enumerate(losses.asked) if asked] == [2, 5, 8]
+    # the last step's values are there for the progress bar's last line, though no logger writes them
+    assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(losses.losses[9], rel=1e-6)
 
 
 def test_train_loss_is_no_lightning_progress_bar_metric_but_the_bar_shows_it():

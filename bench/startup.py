@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ["experiment=shakespeare_char_cpu", "trainer.max_steps=2", "trainer.limit_val_batches=2",
           "callbacks.generation.num_samples=0", "sample.num_samples=0"]  # fmt: skip
 DEBUG = ["debug=default"]
+NO_WANDB = ["logger=csv"]  # the same recipe without W&B: how much of the start-up W&B's import and start are
 
 
 def launch(args: list[str], run_dir: Path) -> dict:
@@ -57,13 +58,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the table here (markdown)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="startup-") as tmp:
-        recipe = [launch(RECIPE, Path(tmp) / f"recipe{i}") for i in range(args.runs)]
-        debug = [launch(DEBUG, Path(tmp) / f"debug{i}") for i in range(args.runs)]
+        recipe, debug, csv = [], [], []
+        for i in range(args.runs):  # interleaved, so that a slow spell of the machine hits every row alike
+            recipe.append(launch(RECIPE, Path(tmp) / f"recipe{i}"))
+            csv.append(launch([*RECIPE, *NO_WANDB], Path(tmp) / f"csv{i}"))
+            debug.append(launch(DEBUG, Path(tmp) / f"debug{i}"))
     table = "\n".join([
         f"| what (fastest of {args.runs}, {os.cpu_count()} cores) | seconds | CPU seconds |",
         "| --- | ---: | ---: |",
         f"| CPU recipe: launch to the first training step | {best(recipe, 'first_step')} | |",
         f"| CPU recipe, 2 steps: the whole process | {best(recipe, 'wall')} | {best(recipe, 'cpu')} |",
+        f"| CPU recipe without W&B (logger=csv): launch to the first training step | {best(csv, 'first_step')} | |",
         f"| debug=default: launch to the first training step | {best(debug, 'first_step')} | |",
         f"| debug=default: the whole process | {best(debug, 'wall')} | {best(debug, 'cpu')} |",
     ])  # fmt: skip

@@ -124,6 +124,7 @@ def main(mode: str, out: Path, optim: str = "adamw") -> None:
     trainer = L.Trainer(
         accelerator="cpu", max_steps=STEPS, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, use_distributed_sampler=False, callbacks=[probe], **strategy[mode],
+        log_every_n_steps=1,  # train/grad_norm, which Probe reads, is logged on Lightning's logging steps
     )  # fmt: skip
     torch.manual_seed(0)
     module = GPTLitModule(

@@ -220,14 +220,18 @@ def _params_from_config(cfg: dict) -> int | None:
 
 
 def _labels(runs: list[Run]) -> None:
-    """Label each run by the overrides that differ between runs (else its directory name)."""
+    """Label each run by the overrides that differ between runs (else its directory name). Job folders of several
+    multiruns (each numbered from 0) are told apart by their multirun's last name part (`596f91/0`)."""
     sets = [dict(o.split("=", 1) for o in r.overrides if "=" in o) for r in runs]
     keys = sorted({k for s in sets for k in s})
     varying = [k for k in keys if len({s.get(k) for s in sets}) > 1]
+    names = [r.path.name for r in runs]
+    repeated = len(set(names)) < len(names)
     for run, s in zip(runs, sets):
         parts = [f"{k.split('.')[-1]}={s[k]}" for k in varying if k in s]
         name = run.path.name
-        run.label = f"{name}: {' '.join(parts)}" if parts and name.isdigit() else (" ".join(parts) or name)
+        job = f"{run.path.parent.name.rsplit('_', 1)[-1]}/{name}" if repeated else name
+        run.label = f"{job}: {' '.join(parts)}" if parts and name.isdigit() else (" ".join(parts) or job)
 
 
 def summarise(run: Run) -> dict:

@@ -60,6 +60,20 @@ def budget_sweep(tmp_path) -> Path:
     return sweep_dir
 
 
+def test_jobs_of_two_multiruns_get_labels_of_their_own(tmp_path):
+    """Two halves of a sweep, each multirun numbering its jobs from 0: one report, no label twice."""
+    for half, points in (
+        ("isoflop_2026-12-04_14-53-58_aaa111", POINTS[:3]),
+        ("isoflop_2026-12-04_14-53-59_bbb222", POINTS[3:6]),
+    ):
+        for i, point in enumerate(points):
+            make_budget_run(tmp_path / half, str(i), point)
+    runs = load_runs([tmp_path / "isoflop_2026-12-04_14-53-58_aaa111", tmp_path / "isoflop_2026-12-04_14-53-59_bbb222"])
+    labels = [run.label for run in runs]
+    assert len(set(labels)) == 6
+    assert labels[0].startswith("aaa111/0: ") and labels[3].startswith("bbb222/0: ")
+
+
 def test_points_come_from_each_runs_config_and_last_val_loss(budget_sweep):
     data = collect(load_runs([budget_sweep]))
     assert len(data.points) == len(POINTS)

@@ -144,7 +144,7 @@ def logs_this_step(trainer: L.Trainer) -> bool:
     """Whether Lightning writes this training step's logged metrics to the loggers (every
     trainer.log_every_n_steps steps, when the run stops, fast_dev_run). Asked before the optimizer step it answers
     for the step in progress: the counter it reads moves after the step's metrics are written. (A private
-    Lightning name: training/private_api.py lists it, tests/training/test_private_api.py checks it.)"""
+    Lightning name: training/private_api.py lists it, tests/lightning_modules/test_step_logging.py checks it.)"""
     return bool(trainer._logger_connector.should_update_logs or trainer.fast_dev_run)
 
 

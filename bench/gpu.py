@@ -8,10 +8,12 @@
 Parts (each writes bench/results/gpu_<device>_<part>.json and .md; docs/measurement.md explains them):
   char      nanoGPT's char recipe ($ANCHORS/run-nanogpt.sh char), then the project's
             experiment=nanogpt_shakespeare_char, back to back: wall time, ms/step (validation excluded),
-            tokens/s, best val and its step, time from launch to the first val <= 1.47.
+            tokens/s, best val and its step, time from launch to the first val <= 1.47; then the project's
+            model in a plain PyTorch loop (bench/bare_loop.py: what Lightning's host work costs a step).
   speedrun  experiment=shakespeare_char_speedrun and variants of it: time from launch to val <= 1.47.
   gpt2      nanoGPT's GPT-2 124M recipe (block 1024, batch 16, 300 steps) and the project's model=gpt2
-            data=shakespeare_bpe at the same sizes: tokens/s and MFU = tokens/s x (6N + 12·L·T·C) / peak.
+            data=shakespeare_bpe at the same sizes: tokens/s and MFU = tokens/s x (6N + 12·L·T·C) / peak;
+            the plain loop too.
   kernels   model.attention=sdpa|flash|math forward+backward at block 256, 1024, 4096 with the CUDA kernels
             the profiler saw; the memory estimate against torch.cuda.max_memory_allocated (bench/memory_check.py).
   translate experiment=translate_multi30k: time, steps, tokens/s, the val loss and BLEU curve, test2016

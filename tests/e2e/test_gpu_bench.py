@@ -56,6 +56,9 @@ def test_char_side_by_side(tmp_path, yardstick):
         )
         assert side["best_val"] is not None and 0 < side["time_to_target"] < side["wall"]  # smoke target: 10
     assert proj["tokens_per_step"] == nano["tokens_per_step"] == 4 * 32
+    plain = records["char"]["more"]["project model, plain loop (bench/bare_loop.py)"]  # no Lightning: bare_loop.py
+    assert plain["status"] == "ok" and plain["steps"] == 8 and plain["tokens_per_step"] == 4 * 32
+    assert plain["tokens_per_sec"] == pytest.approx(plain["tokens_per_step"] * 1000 / plain["ms_per_step"])
     with tarfile.open(tmp_path / "out" / "gpu_cpu_bundle.tar.gz") as tar:
         names = tar.getnames()
     assert "gpu_cpu_char.md" in names and any(n.endswith("char/nanogpt_cpu.log") for n in names)
@@ -88,7 +91,7 @@ def test_gpt2_side_by_side(tmp_path, yardstick, gpt2_bpe):
     records, _ = bench(tmp_path, "gpt2", anchors=yardstick)
     sides = records["gpt2"]["sides"]
     assert records["gpt2"]["peak_flops"] == 1e12
-    for name in ("nanogpt", "project"):
+    for name in ("nanogpt", "project", "project model, plain loop"):
         s = sides[name]
         assert s["status"] == "ok" and s["tokens_per_sec"] > 0
         assert s["mfu"] == pytest.approx(s["tokens_per_sec"] * s["flops_per_token"] / 1e12)

@@ -48,15 +48,22 @@ def bare_loop(bench: Bench, part: str, shape: str, steps: int) -> dict:
 
 
 def extra_rows(bench: Bench, part: str, base: list[str], extras: list[str] | None, target: float | None) -> dict:
-    """More project runs: the base overrides plus each "overrides ..." string (--char-extra, --gpt2-extra)."""
+    """Project runs of the base overrides plus each "overrides ..." string (--char-extra, --gpt2-extra), named
+    `project <overrides>` (an empty string: the base itself, `project`), while the budget lasts."""
     sides = {}
     for extra in extras or []:
-        name = f"project {extra}"
+        name = f"project {extra}".strip()
         if bench.left() < 60:
             sides[name] = {"status": "skipped: budget"}
             continue
-        proc, run_dir = bench.train(part, name, [*base, *extra.split()], cap=240)
-        sides[name] = {**parse_project(run_dir, target=target), "wall": proc.wall, "status": proc.status}
+        ov = [*base, *extra.split()]
+        proc, run_dir = bench.train(part, name, ov, cap=240)
+        sides[name] = {
+            **parse_project(run_dir, target=target),
+            "wall": proc.wall,
+            "status": proc.status,
+            "overrides": ov,
+        }
     return sides
 
 
@@ -196,9 +203,6 @@ def part_gpt2(bench: Bench) -> None:
         *QUIET,
         *sizes,
     ]
-    variants = {"project": overrides}
-    for extra in bench.args.gpt2_extra or []:
-        variants[f"project {extra}"] = [*overrides, *extra.split()]
     bare_steps = 6 if bench.smoke else 300
     n = parse_nanogpt(nano.lines, eval_interval=1000, target=0.0) if nano else {}
     peak_flops = peak(bench)
@@ -209,14 +213,10 @@ def part_gpt2(bench: Bench) -> None:
     n["mfu"] = mfu(n.get("tokens_per_sec"), n["flops_per_token"], peak_flops)
     n["wall"], n["status"] = (nano.wall, nano.status) if nano else (None, "anchors missing")
     sides = {"nanogpt": n}
-    for name, ov in variants.items():
-        if bench.left() < 60:
-            sides[name] = {"status": "skipped: budget"}
-            continue
-        proc, run_dir = bench.train("gpt2", name, ov, cap=240)
-        p = parse_project(run_dir)
-        p["mfu"] = mfu(p["tokens_per_sec"], p["flops_per_token"], peak_flops)
-        sides[name] = {**p, "wall": proc.wall, "status": proc.status, "overrides": ov}
+    for name, p in extra_rows(bench, "gpt2", overrides, ["", *(bench.args.gpt2_extra or [])], None).items():
+        if "tokens_per_sec" in p:  # not a row the budget skipped
+            p["mfu"] = mfu(p["tokens_per_sec"], p["flops_per_token"], peak_flops)
+        sides[name] = p
     bare = bare_loop(bench, "gpt2", "gpt2", bare_steps)
     bare["flops_per_token"] = n["flops_per_token"]  # the same shapes as nanoGPT's (vocabulary 50304)
     bare["mfu"] = mfu(bare.get("tokens_per_sec"), bare["flops_per_token"], peak_flops)

@@ -33,6 +33,7 @@ class TformerModule(L.LightningModule):
         super().__init__()
         self._step_logs: dict[str, list] = {}  # name -> [sum, batches, reduce, prog_bar] of this optimizer step
         self.progress_bar_keys: dict[str, None] = {}  # log_step names shown by the progress bar (ordered set)
+        self._logs_now = True  # whether this optimizer step's values go to self.log (on_before_optimizer_step)
 
     def log_step(self, name: str, value: torch.Tensor, *, reduce: str = "mean", prog_bar: bool = False) -> None:
         """Log `name` once per optimizer step (training_step calls this): the mean or sum over the batches the
@@ -103,7 +104,7 @@ class TformerModule(L.LightningModule):
             norm = root.clip_grad_norm_(clip)
         else:
             norm = torch.nn.utils.clip_grad_norm_(self.parameters(), clip)
-        if getattr(self, "_logs_now", True):
+        if self._logs_now:
             self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
 
     def on_fit_start(self) -> None:

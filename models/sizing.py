@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from models.attention import Attention
 
@@ -81,9 +82,20 @@ class Inventory:
     rows: tuple[MatrixRow, ...]  # the per-matrix table (biases and norms of a block grouped)
 
 
+class _SkipInit(TorchFunctionMode):
+    """torch.nn.init's functions return their tensor untouched: a meta tensor has nothing to fill, and filling
+    one runs torch's Python reference kernels, whose first use imports torch._dynamo (about 1 s of start-up)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__module__", None) == "torch.nn.init":
+            return kwargs["tensor"] if "tensor" in kwargs else args[0]
+        return func(*args, **kwargs)
+
+
 def meta_module(cfg) -> nn.Module:
     """The config's module on the meta device: shapes, no memory, no init work."""
-    with torch.device("meta"):
+    with torch.device("meta"), _SkipInit():
         return cfg.build()
 
 

@@ -161,3 +161,17 @@ def test_flash_keeps_no_score_matrix_but_math_does():
 def test_unknown_precision_names_the_field():
     with pytest.raises(ValueError, match=r"trainer\.precision='transformer-engine'"):
         memory.memory_estimate(CONFIGS[0], 1, 8, precision="transformer-engine")
+
+
+def test_the_meta_module_skips_parameter_init(monkeypatch):
+    """Filling a meta tensor runs torch's Python reference kernels (their first use imports torch._dynamo): the
+    meta module never calls torch.nn.init's work, the real module still does."""
+    calls = []
+    real_fill = torch.nn.init._no_grad_normal_
+    monkeypatch.setattr(torch.nn.init, "_no_grad_normal_", lambda *a, **k: calls.append(1) or real_fill(*a, **k))
+    cfg = CONFIGS[0]
+    meta = sizing.meta_module(cfg)
+    assert calls == [] and all(p.is_meta for p in meta.parameters())
+    shapes = [(n, p.shape) for n, p in meta.named_parameters()]
+    assert shapes == [(n, p.shape) for n, p in cfg.build().named_parameters()]
+    assert calls  # the real module's init went through the same function

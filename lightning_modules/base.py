@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import sys
 
 import lightning as L
 import torch
@@ -150,8 +151,7 @@ def logs_this_step(trainer: L.Trainer) -> bool:
 
 
 def _is_fsdp(module: torch.nn.Module) -> bool:
-    if not torch.distributed.is_available():
-        return False
-    from torch.distributed.fsdp import FullyShardedDataParallel
-
-    return isinstance(module, FullyShardedDataParallel)
+    # An FSDP module exists only once torch.distributed.fsdp was imported; importing it to ask costs about 1 s
+    # (it pulls in sympy and DTensor) in every run that clips gradients.
+    fsdp = sys.modules.get("torch.distributed.fsdp")
+    return fsdp is not None and isinstance(module, fsdp.FullyShardedDataParallel)

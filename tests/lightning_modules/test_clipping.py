@@ -171,3 +171,15 @@ def test_muon_clips_its_hidden_matrices_with_the_rest(setup):
     tol = dict(rtol=1e-4, atol=1e-7) if setup.get("precision") == "32-true" else dict(rtol=0.1, atol=1e-4)
     for name, a in applied.items():  # the whole gradient scaled by clip / norm, Muon's matrices too
         torch.testing.assert_close(a.float(), grads[name] / 10, **tol, msg=lambda msg, n=name: f"{n}: {msg}")
+
+
+def test_the_fsdp_check_does_not_import_fsdp(monkeypatch):
+    """Importing torch.distributed.fsdp to ask costs about 1 s (sympy, DTensor); no FSDP module can exist
+    without it, so the check answers from sys.modules."""
+    import sys
+
+    from lightning_modules.base import _is_fsdp
+
+    monkeypatch.delitem(sys.modules, "torch.distributed.fsdp", raising=False)
+    assert _is_fsdp(torch.nn.Linear(2, 2)) is False
+    assert "torch.distributed.fsdp" not in sys.modules

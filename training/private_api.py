@@ -11,7 +11,10 @@ know, instead of silently re-running the sweep. pyproject.toml pins lightning to
 (training/startup.py's start-up shortcuts lean on two more private names, lightning_utilities' `_version` and
 wandb's `Run._detect_and_apply_job_inputs`, tested in tests/training/test_startup.py; and
 lightning_modules/base.logs_this_step reads the trainer's `_logger_connector.should_update_logs`, kept there so
-the LightningModules do not import Hydra through this file; tested in tests/lightning_modules/test_step_logging.py.)
+the LightningModules do not import Hydra through this file; tested in tests/lightning_modules/test_step_logging.py.
+training/lazy_dynamo.py stands in for torch's private `torch._dynamo` until something compiles, answering the
+four names torch's optimizers and Lightning's import ask of it; tests/training/test_lazy_dynamo.py runs a CPU
+training run without importing it and a compile after.)
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from training import lazy_dynamo
+
 HIDDEN = ("scipy", "transformers", "matplotlib", "torchvision")  # imported by torchmetrics as it starts; unused
 
 
@@ -60,13 +62,16 @@ def lean_torchmetrics() -> bool:
 
 
 class LeanImports(Callback):
-    """Hydra callback (conf/hydra/default.yaml, before anything imports Lightning): lean_torchmetrics() once
-    the config is composed, so that a config Hydra refuses still fails before torch is even imported."""
+    """Hydra callback (conf/hydra/default.yaml, before anything imports Lightning): torch._dynamo deferred
+    (training/lazy_dynamo.py) and lean_torchmetrics() once the config is composed, so that a config Hydra
+    refuses still fails before torch is even imported."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        lazy_dynamo.install()
         lean_torchmetrics()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        lazy_dynamo.install()
         lean_torchmetrics()
 
 

@@ -10,6 +10,7 @@ model's, which matters for runs of a minute or less. Sampling and beam search ru
 from __future__ import annotations
 
 import contextlib
+import sys
 
 import torch
 from torch import nn
@@ -44,7 +45,9 @@ def compile_model(model: nn.Module, *, scope: str = "model", mode: str | None = 
 
 
 def eager() -> contextlib.AbstractContextManager:
-    """Run compiled code eagerly inside (sampling, decoding: shapes change every token)."""
-    if hasattr(torch.compiler, "set_stance"):
+    """Run compiled code eagerly inside (sampling, decoding: shapes change every token). Nothing to do while
+    torch._dynamo's eval_frame was never imported: nothing was compiled (and asking would import torch._dynamo,
+    which training/lazy_dynamo.py defers)."""
+    if "torch._dynamo.eval_frame" in sys.modules and hasattr(torch.compiler, "set_stance"):
         return torch.compiler.set_stance("force_eager")
     return contextlib.nullcontext()

@@ -53,10 +53,14 @@ class KVCache:
 
 
 def rotary_tables(max_len: int, head_dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of the rotary angles pos * base^(-2i/D), each (max_len, D/2)."""
-    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (D/2,)
-    angles = torch.arange(max_len, dtype=torch.float32)[:, None] * inv_freq[None, :]  # (max_len, D/2)
-    return angles.cos(), angles.sin()
+    """cos and sin of the rotary angles pos * base^(-2i/D), each (max_len, D/2), on the default device. Computed
+    on the CPU: on the meta device (models/sizing.py) torch's arange is a Python reference kernel whose checks
+    import sympy (0.5 s of start-up)."""
+    cpu = torch.device("cpu")
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32, device=cpu) / head_dim)  # (D/2,)
+    angles = torch.arange(max_len, dtype=torch.float32, device=cpu)[:, None] * inv_freq[None, :]  # (max_len, D/2)
+    device = torch.get_default_device()
+    return angles.cos().to(device), angles.sin().to(device)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -107,14 +107,15 @@ runpy.run_path("train.py", run_name="__main__")
 
 
 @pytest.mark.slow
-def test_a_cpu_training_run_never_imports_dynamo(tmp_path):
+@pytest.mark.parametrize("recipe", ["shakespeare_char_cpu", "shakespeare_char_modern"])  # AdamW; Muon and RoPE
+def test_a_cpu_training_run_never_imports_dynamo(tmp_path, recipe):
     """The whole train.py path: Lightning, the model's meta-device sizing, gradient clipping, validation, the
-    checkpoints. An import of torch._dynamo anywhere in it costs about 1 s of start-up."""
-    overrides = ["experiment=shakespeare_char_cpu", "logger=csv", "trainer.max_steps=3", "trainer.limit_val_batches=1",
-                 "trainer.val_check_interval=2", "callbacks.generation.num_samples=0", "sample.num_samples=0",
-                 "model.n_layer=1", "model.n_embd=32"]  # fmt: skip
+    checkpoints, sampling. An import of torch._dynamo (or sympy) anywhere in it costs 0.5-1.4 s of start-up."""
+    overrides = [f"experiment={recipe}", "logger=csv", "trainer.max_steps=3", "trainer.limit_val_batches=1",
+                 "trainer.val_check_interval=2", "callbacks.generation.num_samples=0", "sample.num_samples=1",
+                 "sample.max_new_tokens=4", "model.n_layer=1", "model.n_embd=32"]  # fmt: skip
     got = fresh(RUN, f"hydra.run.dir={tmp_path / 'run'}", *overrides)
-    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file() and (tmp_path / "run" / "samples.txt").is_file()
     assert got == {"real": False, "sympy": False}
 
 
@@ -156,3 +157,28 @@ def test_any_other_name_imports_the_real_module(monkeypatch):
     assert lazy_dynamo.STAND_IN.reset is torch._dynamo.reset
     with pytest.raises(AttributeError):
         _ = lazy_dynamo.STAND_IN.__wrapped__  # the import system's probes are not forwarded
+
+
+def test_sampling_asks_for_eager_mode_only_once_something_could_be_compiled(monkeypatch):
+    import contextlib
+
+    import torch._dynamo.eval_frame  # noqa: F401
+
+    from lightning_modules.compiling import eager
+
+    assert not isinstance(eager(), contextlib.nullcontext)  # dynamo imported: compiled blocks run eagerly
+    monkeypatch.delitem(sys.modules, "torch._dynamo.eval_frame")
+    assert isinstance(eager(), contextlib.nullcontext)  # never imported: nothing to switch, nothing imported
+
+
+def test_rotary_tables_follow_the_default_device_without_reference_kernels():
+    """On the meta device (the sizing's module) arange is a Python reference kernel whose checks import sympy."""
+    import torch
+
+    from models.attention import rotary_tables
+
+    cos, sin = rotary_tables(16, 8)
+    with torch.device("meta"):
+        meta_cos, meta_sin = rotary_tables(16, 8)
+    assert meta_cos.is_meta and meta_sin.is_meta and meta_cos.shape == cos.shape == (16, 4)
+    assert cos.device.type == "cpu" and cos[3, 0] == torch.cos(torch.tensor(3.0))  # angle 3 * base^0

@@ -20,7 +20,15 @@ from training.config import loggable
 from training.console import config_tree, model_label, outputs_summary, quiet_libraries
 from training.duration import check_cpu_duration
 from training.guards import guard_callbacks
-from training.loggers import WandbRunId, announce_wandb, build_loggers, finish_wandb, wandb_logger, watch
+from training.loggers import (
+    WandbRunId,
+    announce_wandb,
+    build_loggers,
+    finish_wandb,
+    start_wandb_service,
+    wandb_logger,
+    watch,
+)
 from training.rundir import keep_earlier_metrics, save_config
 
 log = logging.getLogger("tformer")
@@ -33,6 +41,8 @@ def train(cfg: DictConfig) -> float | None:
     log.info("Run directory: %s", out.resolve())
     # Config, model config (validated), optimizer, steps, resumed checkpoint: before any data work.
     model_cfg, module_cls, resumed = check_run(cfg)
+    if distributed.env_rank_is_zero():
+        start_wandb_service(cfg)  # in the background while the data and the model are set up
     L.seed_everything(cfg.seed, workers=True)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")

@@ -24,3 +24,5 @@ def test_the_startup_benchmark_measures_the_recipe_and_the_debug_pass(tmp_path):
     assert 0 < first_step < whole  # the first step comes before the 2-step run ends
     assert 0 < without_wandb < whole
     assert 0 < seconds[3] < seconds[4]  # debug=default: first step, whole process
+    (machine,) = [line for line in out.read_text().splitlines() if "import torch" in line]
+    assert 0 < float(re.findall(r"\| ([\d.]+) \|", machine)[0]) < first_step  # the machine's pace, beside them

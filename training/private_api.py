@@ -14,7 +14,9 @@ lightning_modules/base.logs_this_step reads the trainer's `_logger_connector.sho
 the LightningModules do not import Hydra through this file; tested in tests/lightning_modules/test_step_logging.py.
 training/lazy_dynamo.py stands in for torch's private `torch._dynamo` until something compiles, answering the
 four names torch's optimizers and Lightning's import ask of it; tests/training/test_lazy_dynamo.py runs a CPU
-training run without importing it and a compile after.)
+training run without importing it and a compile after. training/loggers.start_wandb_service starts W&B's service
+through `wandb.sdk.wandb_setup.singleton().ensure_service()`, as wandb.init does; tests/training/test_loggers.py
+and the W&B e2e run check it.)
 """
 
 from __future__ import annotations

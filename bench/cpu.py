@@ -2,6 +2,7 @@
 
     python bench/cpu.py                                   # run-nanogpt.sh cpu, then make train's CPU recipe
     python bench/cpu.py --recipe "experiment=shakespeare_char_cpu optim.lr=3e-3" --recipe "..."   # race recipes
+    python bench/cpu.py --rounds 2                        # twice each, alternating who goes first: medians
     python bench/cpu.py --smoke                           # both sides, 8 steps at tiny sizes (what the test runs)
 
 Both sides validate every --eval-interval steps on --eval-batches batches of nanoGPT's shape (batch 12 x 64).
@@ -17,6 +18,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from statistics import median
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -36,6 +38,7 @@ COMPARED = [
     ("final val loss", "final_val", "loss"),
     ("whole process, wall (s)", "wall", "s"),
 ]
+TIMED = ("launch_to_first_step", "ms_per_step", "time_to_target", "wall")  # the machine's pace: median of rounds
 FIRST_STEP = [  # bench/first_step.py: the project's time from launch to the end of its first step
     "+callbacks.first_step._target_=bench.first_step.FirstStep",
     "+callbacks.first_step.output_dir=${paths.output_dir}",
@@ -82,28 +85,70 @@ def table(nano: dict, proj: dict, target: float) -> str:
     return side_table(rows, ("nanoGPT", "project"))
 
 
+def combine(rounds: list[dict]) -> dict:
+    """One side over its rounds: the first round's record with each TIMED value the median of the rounds' (None
+    if a round lacks it) and tokens/s from the median step time; each round's own values under "rounds"."""
+    side = dict(rounds[0])
+    if len(rounds) == 1:
+        return side
+    for key in TIMED:
+        values = [r.get(key) for r in rounds]
+        side[key] = median(values) if all(v is not None for v in values) else None
+    tokens, ms = side.get("tokens_per_step"), side.get("ms_per_step")
+    side["tokens_per_sec"] = tokens * 1000 / ms if tokens and ms else None
+    side["rounds"] = [{key: r.get(key) for key in (*TIMED, "tokens_per_sec", "final_val", "status")} for r in rounds]
+    side["status"] = next((r["status"] for r in rounds if r["status"] != "ok"), "ok")
+    return side
+
+
 def run(bench: Bench, args: argparse.Namespace) -> dict:
     target = 10.0 if args.smoke else args.target  # a tiny model never gets near 1.89: any loss passes in --smoke
-    loads = {"before nanoGPT": os.getloadavg()}
-    nano_run = bench.nanogpt(args.name, "cpu", nanogpt_flags(args), cap=args.cap_s)
-    nano = parse_nanogpt(nano_run.lines, eval_interval=args.eval_interval, target=target) if nano_run else {}
-    nano.update(wall=nano_run.wall if nano_run else None, status=nano_run.status if nano_run else "anchors missing")
-    projects, tables = [], []
-    for i, recipe in enumerate(args.recipe or [RECIPE]):
-        loads[f"before project {i + 1}"] = os.getloadavg()
-        overrides = project_overrides(args, recipe)
-        proc, run_dir = bench.train(args.name, f"project {i + 1}", overrides, cap=args.cap_s)
-        proj = {"recipe": recipe, **parse_project(run_dir, target=target), "wall": proc.wall, "status": proc.status}
-        proj |= {"overrides": overrides, "ratios": ratios(nano, proj)}
-        projects.append(proj)
-        tables.append(f"project {i + 1}: `{recipe}` ({proc.status}; nanoGPT: {nano['status']})\n\n")
-        tables[-1] += table(nano, proj, target)
+    recipes = args.recipe or [RECIPE]
+    loads: dict[str, tuple] = {}
+    nano_rounds: list[dict] = []
+    proj_rounds: list[list[dict]] = [[] for _ in recipes]
+
+    def nanogpt_side(tag: str) -> None:
+        loads[f"before nanoGPT{tag}"] = os.getloadavg()
+        launched = bench.nanogpt(args.name, "cpu", nanogpt_flags(args), cap=args.cap_s, tag=tag)
+        nano = parse_nanogpt(launched.lines, eval_interval=args.eval_interval, target=target) if launched else {}
+        nano.update(wall=launched.wall if launched else None, status=launched.status if launched else "anchors missing")
+        nano_rounds.append(nano)
+
+    def project_sides(tag: str) -> None:
+        for i, recipe in enumerate(recipes):
+            loads[f"before project {i + 1}{tag}"] = os.getloadavg()
+            overrides = project_overrides(args, recipe)
+            proc, run_dir = bench.train(args.name, f"project {i + 1}{tag}", overrides, cap=args.cap_s)
+            proj = {"recipe": recipe, **parse_project(run_dir, target=target), "wall": proc.wall, "status": proc.status}
+            proj_rounds[i].append({**proj, "overrides": overrides})
+
+    for r in range(args.rounds):  # the order alternates: the machine's pace drifts within minutes
+        tag = f" round {r + 1}" if args.rounds > 1 else ""
+        sides = (nanogpt_side, project_sides) if r % 2 == 0 else (project_sides, nanogpt_side)
+        for side in sides:
+            side(tag)
     loads["after"] = os.getloadavg()
+    nano = combine(nano_rounds)
+    projects, tables = [], []
+    for i, (recipe, rounds) in enumerate(zip(recipes, proj_rounds)):
+        proj = combine(rounds)
+        proj["ratios"] = ratios(nano, proj)
+        projects.append(proj)
+        tables.append(f"project {i + 1}: `{recipe}` ({proj['status']}; nanoGPT: {nano['status']})\n\n")
+        tables[-1] += table(nano, proj, target)
     import torch
 
     val_tokens = args.eval_batches * (4 * 32 if args.smoke else NANOGPT_BATCH * 64)
+    rounds = (
+        f"Each time is the median of {args.rounds} rounds, run in alternating order (nanoGPT first in odd rounds, "
+        "the project first in even ones); the JSON keeps every round's. "
+        if args.rounds > 1
+        else ""
+    )
     note = (
-        f"Machine: {os.cpu_count()} cores, torch {torch.get_num_threads()} threads, load average (1 min) "
+        rounds
+        + f"Machine: {os.cpu_count()} cores, torch {torch.get_num_threads()} threads, load average (1 min) "
         + ", ".join(f"{k} {v[0]:.2f}" for k, v in loads.items())
         + f". Both sides validate every {args.eval_interval} steps on {args.eval_batches} batches of "
         f"{val_tokens // args.eval_batches} tokens ({val_tokens:,} val tokens; nanoGPT also evaluates as many "
@@ -121,6 +166,7 @@ def run(bench: Bench, args: argparse.Namespace) -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "load_average": loads,
+        "rounds": args.rounds,
         "nanogpt_flags": nanogpt_flags(args),
         "nanogpt": nano,
         "projects": projects,
@@ -139,6 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-batches", type=int, default=20, help="batches per validation, both sides")
     parser.add_argument("--target", type=float, default=TARGET, help="the val loss timed from launch")
     parser.add_argument("--cap-s", type=float, default=1800, help="a side is stopped after this many seconds")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run both sides this many times, alternating which goes first; "
+        "times are the medians (a 2-core machine's pace drifts: the same run measured 143-192 ms a step)",
+    )
     parser.add_argument("--smoke", action="store_true", help="8 steps at tiny sizes, validation every 4 on 2 batches")
     parser.add_argument("--results", default=str(ROOT / "bench" / "results"), help="where JSON + Markdown go")
     parser.add_argument("--work", default=str(ROOT / "bench" / "work"), help="run directories and logs")

@@ -101,15 +101,15 @@ class Bench:
         cmd = [sys.executable, "train.py", *overrides, f"hydra.run.dir={run_dir}"]
         return self.run(part, name, cmd, cap), run_dir
 
-    def nanogpt(self, part: str, recipe: str, flags: list[str], cap: float) -> gpu_runs.Launch | None:
+    def nanogpt(self, part: str, recipe: str, flags: list[str], cap: float, tag: str = "") -> gpu_runs.Launch | None:
         found = anchors(self.args.anchors)
         if found is None:
             if not self.smoke:
                 say("  nanoGPT: anchors not found ($ANCHORS, .gpuanchors or ../shared/anchors): side skipped")
                 return None
             # --smoke without the anchors: a stand-in that prints nanoGPT's log format (tests the parser only)
-            return self.run(part, "nanoGPT (stand-in)", [sys.executable, str(STAND_IN), *flags], cap)
-        return self.run(part, f"nanoGPT {recipe}", ["bash", str(found / "run-nanogpt.sh"), recipe, *flags], cap)
+            return self.run(part, f"nanoGPT (stand-in){tag}", [sys.executable, str(STAND_IN), *flags], cap)
+        return self.run(part, f"nanoGPT {recipe}{tag}", ["bash", str(found / "run-nanogpt.sh"), recipe, *flags], cap)
 
     # -- results
     def save(self, part: str, record: dict, table: str) -> None:

@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+import bench.cpu as cpu
 from bench.cpu import COMPARED, FIRST_STEP, nanogpt_flags, project_overrides, ratios
 from bench.first_step import FirstStep
 from tests import zygote
@@ -66,6 +67,51 @@ def test_first_step_records_time_since_launch_once_after_the_first_optimizer_ste
     monkeypatch.setenv("TFORMER_LAUNCH_TIME", repr(time.time() - 500))
     callback.on_train_batch_end(trainer, module, None, None, 2)
     assert json.loads((tmp_path / "first_step.json").read_text()) == record  # written once
+
+
+class FakeBench:
+    """Records the order of the sides; each launch's time is its position in that order (a drifting machine)."""
+
+    def __init__(self):
+        self.order, self.saved = [], None
+
+    def nanogpt(self, part, recipe, flags, cap, tag=""):
+        self.order.append(f"nanoGPT{tag}")
+        return SimpleNamespace(lines=len(self.order), wall=100.0 * len(self.order), status="ok")
+
+    def train(self, part, name, overrides, cap):
+        self.order.append(name)
+        return SimpleNamespace(wall=100.0 * len(self.order), status="ok"), len(self.order)
+
+    def save(self, part, record, table):
+        self.saved = (record, table)
+
+
+def test_rounds_alternate_the_order_and_report_medians(monkeypatch):
+    def side(n):  # launch n of the run: slower the later it comes
+        return {"steps": 10, "tokens_per_step": 1000, "ms_per_step": 10.0 * n, "launch_to_first_step": n,
+                "time_to_target": 5.0 * n, "final_val": 1.5, "val_curve": []}  # fmt: skip
+
+    monkeypatch.setattr(cpu, "parse_nanogpt", lambda n, **kw: side(n))
+    monkeypatch.setattr(cpu, "parse_project", lambda n, **kw: side(n))
+    bench = FakeBench()
+    args = cli(rounds=3, recipe=["experiment=a"], target=1.89, name="t", cap_s=60)
+    record = cpu.run(bench, args)
+    assert bench.order == ["nanoGPT round 1", "project 1 round 1", "project 1 round 2", "nanoGPT round 2",
+                           "nanoGPT round 3", "project 1 round 3"]  # fmt: skip
+    nano, (proj,) = record["nanogpt"], record["projects"]
+    # nanoGPT ran 1st, 4th and 5th; the project 2nd, 3rd and 6th: medians 4 and 3
+    assert (nano["launch_to_first_step"], nano["ms_per_step"], nano["wall"]) == (4, 40.0, 400.0)
+    assert (proj["launch_to_first_step"], proj["ms_per_step"], proj["time_to_target"]) == (3, 30.0, 15.0)
+    assert proj["tokens_per_sec"] == pytest.approx(1000 * 1000 / 30.0)  # from the median step time
+    assert [r["ms_per_step"] for r in proj["rounds"]] == [20.0, 30.0, 60.0]
+    assert proj["ratios"]["wall"] == pytest.approx(300.0 / 400.0)
+    assert record["rounds"] == 3 and "median of 3 rounds" in bench.saved[1]
+
+
+def test_one_round_keeps_the_sides_as_measured():
+    one = {"ms_per_step": 12.0, "tokens_per_sec": 5.0, "status": "ok"}
+    assert cpu.combine([one]) == one
 
 
 @pytest.fixture

@@ -35,11 +35,9 @@ PRELOAD = ("torch", "numpy", "omegaconf", "hydra", "lightning", "wandb", "tiktok
 def _preload() -> None:
     import logging
 
-    from training import lazy_dynamo
-    from training.startup import lean_torchmetrics  # as train.py's start does, before Lightning
+    from training.startup import lean_start  # as train.py's start does, before Lightning
 
-    lazy_dynamo.install()
-    lean_torchmetrics()
+    lean_start()
     # The entry points import Lightning once Hydra has set up logging: Lightning's loggers then hand their records
     # to the root logger's handlers instead of keeping a console handler of their own. Likewise here.
     placeholder = logging.NullHandler()

@@ -61,18 +61,22 @@ def lean_torchmetrics() -> bool:
     return True
 
 
+def lean_start() -> None:
+    """What a process does before anything imports Lightning: torch._dynamo deferred (training/lazy_dynamo.py),
+    then torchmetrics imported without the packages a run never uses."""
+    lazy_dynamo.install()
+    lean_torchmetrics()
+
+
 class LeanImports(Callback):
-    """Hydra callback (conf/hydra/default.yaml, before anything imports Lightning): torch._dynamo deferred
-    (training/lazy_dynamo.py) and lean_torchmetrics() once the config is composed, so that a config Hydra
-    refuses still fails before torch is even imported."""
+    """Hydra callback (conf/hydra/default.yaml, before anything imports Lightning): lean_start() once the config
+    is composed, so that a config Hydra refuses still fails before torch is even imported."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        lazy_dynamo.install()
-        lean_torchmetrics()
+        lean_start()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        lazy_dynamo.install()
-        lean_torchmetrics()
+        lean_start()
 
 
 def skip_unstaged_launch_inputs() -> bool:

@@ -1,8 +1,11 @@
 """Train a transformer: `python train.py model=gpt_small data=shakespeare_char trainer=gpu`."""
 
+import gc
 import os
 import time
 from pathlib import Path
+
+gc.disable()  # until the training loop starts (training/startup.py, frozen_start_up: 0.45 s of a 3 s start)
 
 # "Time from launch" (perf/elapsed, the target callback) counts from here, unless a launcher set it before.
 LAUNCH = "TFORMER_LAUNCH_TIME"
@@ -44,3 +47,4 @@ if __name__ == "__main__":
 
         sys.argv = sys.argv[:1] + resume_argv(sys.argv[1:])
     main()
+    gc.freeze()  # the process ends: Python's last collection at exit need not walk every object again (0.25 s)

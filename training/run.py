@@ -30,6 +30,7 @@ from training.loggers import (
     watch,
 )
 from training.rundir import keep_earlier_metrics, save_config
+from training.startup import frozen_start_up
 
 log = logging.getLogger("tformer")
 
@@ -85,8 +86,14 @@ def train(cfg: DictConfig) -> float | None:
         announce_wandb(loggers)
         watch(loggers, module, cfg)
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    with frozen_start_up():  # the collector back on, never again walking what start-up built
+        return fit_and_test(cfg, trainer, module, datamodule, loggers)
 
+
+def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module, datamodule, loggers) -> float | None:
+    """Train, score the test split where the family has a test step, name the checkpoints, close W&B; return the
+    best val/loss."""
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     ckpt = trainer.checkpoint_callback
     best = ckpt.best_model_score if ckpt is not None else None
     if cfg.get("test_after_fit", True) and is_overridden("test_step", module) and getattr(datamodule, "has_test", True):
@@ -94,6 +101,7 @@ def train(cfg: DictConfig) -> float | None:
         best_path = ckpt.best_model_path if ckpt is not None else ""
         trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None)
     if trainer.is_global_zero:
+        out = Path(cfg.paths.output_dir)
         if ckpt is not None:
             log_checkpoints(ckpt, out, best)
         log.info("%s", outputs_summary(out))

@@ -70,4 +70,4 @@ def test_the_modern_preset_is_the_winners_on_a_shorter_schedule(hydra_job):
     changed = {f.name for f in dataclasses.fields(winners) if getattr(winners, f.name) != getattr(base, f.name)}
     assert changed == {"positions", "activation", "qk_norm"}  # docs/ablations.md: Muon, RoPE, ReLU², QK-norm
     assert (cfg.optim.name, cfg.optim.muon_lr, cfg.data.batch_size, cfg.data.block_size) == ("muon", 0.03, 32, 64)
-    assert (cfg.trainer.max_steps, cfg.trainer.val_check_interval, cfg.trainer.limit_val_batches) == (700, 100, 10)
+    assert (cfg.trainer.max_steps, cfg.trainer.val_check_interval, cfg.trainer.limit_val_batches) == (500, 100, 10)

@@ -38,6 +38,7 @@ class StepProgressBar(TQDMProgressBar):
         self._tokens = 0
         self._since = time.perf_counter()
         self._tokens_per_sec: float | None = None
+        self._validation_start: float | None = None
         self._last_line = self._train_start = time.perf_counter()
         self._start_step = 0
 
@@ -115,9 +116,15 @@ class StepProgressBar(TQDMProgressBar):
         done, seconds = step - self._start_step, time.perf_counter() - self._train_start
         return (last - step) * seconds / done if done > 0 and last > 0 else None
 
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_start(trainer, pl_module)
+        self._validation_start = time.perf_counter()
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)
-        self._since = time.perf_counter()  # validation time is not training time
+        if self._validation_start is not None:  # validation time is not training time: the tokens counted since
+            self._since += time.perf_counter() - self._validation_start  # _since stay, their time goes on
+            self._validation_start = None
         if self.lines and not trainer.sanity_checking and trainer.state.fn == "fit":
             self._line(trainer, pl_module)  # the new val/loss, once
 

@@ -92,6 +92,36 @@ def test_lines_come_every_so_many_seconds(monkeypatch, caplog):
     assert 2 <= len(steps) < 12 and steps[-1] == 12 and steps == sorted(set(steps))  # some steps, not every one
 
 
+class Timed(Validated):
+    """Each training step takes 1 s of the clock, each validation batch 100 s."""
+
+    def __init__(self, now: list[float]):
+        super().__init__()
+        self.now = now
+
+    def training_step(self, batch, batch_idx):
+        self.now[0] += 1.0
+        return super().training_step(batch, batch_idx)
+
+    def validation_step(self, batch, batch_idx):
+        self.now[0] += 100.0
+        return super().validation_step(batch, batch_idx)
+
+
+def test_tokens_per_second_leave_out_validation_time_but_not_the_tokens_before_it(monkeypatch, caplog):
+    now = [0.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
+    bar = StepProgressBar(1, lines=True, line_every_s=3600)  # lines after validations and at the last step
+    trainer = L.Trainer(max_steps=6, val_check_interval=2, limit_val_batches=1, num_sanity_val_steps=0,
+                        callbacks=[bar], logger=False, enable_checkpointing=False, enable_model_summary=False,
+                        accelerator="cpu")  # fmt: skip
+    loader = DataLoader(Windows(), batch_size=3)
+    with caplog.at_level(logging.INFO, logger="tformer"):
+        trainer.fit(Timed(now), loader, loader)
+    last = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("step 6/6"))
+    assert "tok/s 24 " in last + " ", last  # 6 steps x 24 tokens in 6 s of training (not 144 tokens in 2 s: 72)
+
+
 def test_progress_line_reads_like_the_bar():
     line = progress_line(250, 1250, {"train/loss": 2.2701, "tok/s": "10,012"}, eta_s=212)
     assert line == "step 250/1,250 (20%)  train/loss 2.270  tok/s 10,012  ETA 4 min"

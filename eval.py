@@ -5,6 +5,7 @@ sacreBLEU and chrF of one or several test sets (`data.test=[test2016,test2017]`,
 greedy and beam (`beam_size=[1,5]`), hypotheses written beside scores.json. See conf/eval.yaml.
 """
 
+import gc
 import os
 from pathlib import Path
 
@@ -29,6 +30,7 @@ def evaluate(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    gc.disable()  # until the checkpoint and the data are loaded (training/startup.py, frozen_start_up)
     from training.cli import entry_point
 
     entry_point(evaluate, "eval", argv=hydra_args)

@@ -6,6 +6,7 @@ Score a test set: `input=test.de reference=test.en [output=hyps.en]` prints sacr
 cased) with its signature and the decoding time per sentence; score_json=file.json keeps them.
 """
 
+import gc
 import json
 import sys
 import time
@@ -62,20 +63,22 @@ def translate(cfg: DictConfig) -> None:
     import torch
 
     from training.checkpoint import load_module
+    from training.startup import frozen_start_up
 
     sentences = read_input(cfg)
     references = read_reference(cfg, len(sentences))
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     module = load_module(cfg.ckpt_path, "seq2seq", device=device)
     start = time.perf_counter()
-    translations = module.translate(
-        sentences,
-        beam_size=int(cfg.beam_size),
-        batch_size=int(cfg.batch_size),
-        length_penalty=float(cfg.length_penalty),
-        max_len_a=float(cfg.max_len_a),
-        max_len_b=int(cfg.max_len_b),
-    )
+    with frozen_start_up():  # the collector back on, never walking what start-up built
+        translations = module.translate(
+            sentences,
+            beam_size=int(cfg.beam_size),
+            batch_size=int(cfg.batch_size),
+            length_penalty=float(cfg.length_penalty),
+            max_len_a=float(cfg.max_len_a),
+            max_len_b=int(cfg.max_len_b),
+        )
     seconds = time.perf_counter() - start  # translate() returns text: the device has finished
     text = "".join(t + "\n" for t in translations)
     if cfg.output:
@@ -125,4 +128,5 @@ def score(cfg: DictConfig, hypotheses: list[str], references: list[str], seconds
 
 
 if __name__ == "__main__":
+    gc.disable()  # until the checkpoint is loaded (training/startup.py, frozen_start_up)
     entry_point(translate, "translate", free_text=FREE_TEXT_KEYS)

@@ -24,6 +24,7 @@ from errors import ConfigError
 from lightning_modules.metrics import VOCAB_TEXT_TOKENS, complete_words, corpus_bleu, corpus_chrf, vocabulary
 from training.checkpoint import load_module
 from training.run import DATA_CONFIG_ONLY
+from training.startup import frozen_start_up
 
 log = logging.getLogger("tformer")
 
@@ -70,7 +71,8 @@ def evaluate(cfg: DictConfig) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     splits = list(cfg.splits or DEFAULT_SPLITS[module.family])
     score = score_gpt if module.family == "gpt" else score_seq2seq
-    rows = score(module, datamodule, splits, cfg, out)
+    with frozen_start_up():  # eval.py turns the collector off as it starts: back on, never walking start-up
+        rows = score(module, datamodule, splits, cfg, out)
     summary = {"checkpoint": str(cfg.ckpt_path), "family": module.family, "data": settings, "scores": rows}
     (out / "scores.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
     log.info("Scores and outputs: %s", out.resolve())

@@ -8,6 +8,7 @@ library's own error) keeps its traceback. `HYDRA_FULL_ERROR=1` shows the traceba
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import re
 import sys
@@ -104,3 +105,4 @@ def entry_point(run, config_name: str, *, free_text: tuple[str, ...] = (), argv=
             run(cfg)
 
     main()
+    gc.freeze()  # the process ends: Python's last collection at exit need not walk every object (training/startup.py)

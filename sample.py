@@ -33,5 +33,5 @@ def sample(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    gc.disable()  # until the checkpoint is loaded (training/startup.py, frozen_start_up: 1.6 s of a 6 s run)
+    gc.disable()  # until the checkpoint is loaded (training/startup.py, frozen_start_up)
     entry_point(sample, "sample", free_text=FREE_TEXT_KEYS)

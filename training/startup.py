@@ -80,11 +80,12 @@ def frozen_start_up() -> Iterator[None]:
     Those four scripts turn the collector off as they start. Start-up builds some 300,000 objects that live as
     long as the run (modules, classes, W&B's pydantic settings, the config, the model) and little cyclic garbage,
     yet the collector walks all of them each time its counters fill: six full passes of 20-150 ms before the
-    first step of the CPU recipe, about 0.45 s of a 3 s start on 2 cores (bench/startup.py), eight passes and
-    0.9 s of sample.py's 6 s. Here they are frozen (gc.freeze, CPython's means for long-lived objects) and the
-    collector is on again, so that its collections walk only what the work allocates; afterwards they are
-    collectable again (the next job of a multirun, a test calling train() in-process). The start-up's cyclic
-    garbage (about 45,000 objects, 7 MB more peak memory on the CPU recipe) is kept until then."""
+    first step of the CPU recipe, about 0.45 s of a 3 s start on 2 cores (bench/startup.py); eight passes, 0.9 s,
+    before sample.py sampled (1.6 s of its 6 s with those during sampling and at exit). Here they are frozen
+    (gc.freeze, CPython's means for long-lived objects) and the collector is on again, so that its collections
+    walk only what the work allocates; afterwards they are collectable again (the next job of a multirun, a test
+    calling train() in-process). The start-up's cyclic garbage (about 45,000 objects, 7 MB more peak memory on
+    the CPU recipe) is kept until then."""
     gc.freeze()
     gc.enable()
     try:
